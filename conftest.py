@@ -1,0 +1,2 @@
+# Loads the goldenpath plugin; nothing else belongs here.
+pytest_plugins = ["fixtures.plugin"]

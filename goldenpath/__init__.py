@@ -1,0 +1,5 @@
+"""goldenpath: the Issue #1278 runbook as an executable acceptance gate and fix.
+
+This package is the library: no pytest imports. Google client libraries are imported only inside
+``goldenpath.gcp``, lazily, so a phase never pays for an API it does not use.
+"""

@@ -1,0 +1,138 @@
+"""Phase 1 success metrics (runbook: "Phase 1: Immediate Stabilization")."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from goldenpath.config import Thresholds
+from goldenpath.observations import Burst, RequestLog, RevisionState, ServiceObservation, ServiceState
+from goldenpath.verdict import Status, Verdict
+
+SINGLE_ACTIVE_REVISION = "single_active_revision"
+NO_503 = "no_503"
+HEALTH_FAST = "health_fast"
+NO_CONTENTION = "no_contention"
+
+TITLES = {
+    SINGLE_ACTIVE_REVISION: "Single active Cloud Run revision",
+    NO_503: "HTTP 503 errors eliminated",
+    HEALTH_FAST: "Health endpoint responding < 2 seconds",
+    NO_CONTENTION: "No revision-related resource contention",
+}
+
+
+def single_active_revision(svc: ServiceState) -> Verdict:
+    holding = svc.holding_traffic
+    evidence = {"serving": [s.__dict__ for s in svc.serving], "latest_ready": svc.latest_ready,
+                "reconciling": svc.reconciling, "ready": svc.ready}
+
+    def verdict(status: Status, reason: str) -> Verdict:
+        return Verdict(SINGLE_ACTIVE_REVISION, svc.name, status, f"{svc.name}: {reason}", evidence)
+
+    if len(holding) != 1:
+        return verdict(Status.FAIL, f"{len(holding)} revisions serve traffic: {svc.split_text()}; "
+                                    "expected one revision at 100 %")
+    only = holding[0]
+    if only.percent != 100:
+        return verdict(Status.FAIL, f"{only.revision} serves {only.percent} %; expected 100 %")
+    if only.revision != svc.latest_ready:
+        return verdict(Status.FAIL, f"{only.revision} serves 100 % but the latest ready revision is "
+                                    f"{svc.latest_ready}; expected the latest ready revision to serve")
+    if svc.reconciling:
+        return verdict(Status.FAIL, "the service is still reconciling an update; expected a settled service")
+    if not svc.ready:
+        return verdict(Status.FAIL, f"the service is not ready ({svc.ready_message}); expected Ready")
+    return verdict(Status.PASS, f"{only.revision} serves 100 % and is the latest ready revision")
+
+
+def no_503(svc: ServiceState, burst: Burst, log: RequestLog, thresholds: Thresholds) -> Verdict:
+    evidence = {"burst": burst.summary(), "request_log": log.summary()}
+    burst_503 = sum(1 for s in burst.samples if s.status == 503)
+
+    def verdict(status: Status, reason: str) -> Verdict:
+        return Verdict(NO_503, svc.name, status, f"{svc.name}: {reason}", evidence)
+
+    since = log.since.strftime("%H:%M:%S UTC")
+    if burst_503 or log.errors_503:
+        parts = []
+        if burst_503:
+            parts.append(f"{burst_503} of {len(burst.samples)} concurrent requests to {burst.url} answered 503")
+        if log.errors_503:
+            plus = "+" if log.errors_capped else ""
+            revs = sorted({e["revision"] for e in log.examples if e.get("revision")})
+            parts.append(f"the request log shows {log.errors_503}{plus} 503s since {since}"
+                         + (f" (from {', '.join(revs)})" if revs else ""))
+        return verdict(Status.FAIL, "; ".join(parts) + "; expected none")
+    if log.total_seen < thresholds.min_requests:
+        return verdict(Status.INCONCLUSIVE,
+                       f"no 503 seen, but the request log holds only {log.total_seen} requests since {since} "
+                       f"(at least {thresholds.min_requests} needed to call it eliminated); send traffic "
+                       "or wait, then run again")
+    return verdict(Status.PASS, f"no 503 in {len(burst.samples)} concurrent requests nor in the request log "
+                                f"since {since} ({log.total_seen}{'+' if log.total_capped else ''} requests)")
+
+
+def health_fast(svc: ServiceState, burst: Burst, thresholds: Thresholds) -> Verdict:
+    limit = thresholds.health_seconds
+    p95, worst = burst.percentile(0.95), burst.max_seconds
+    not_ok = {k: v for k, v in burst.statuses().items() if k != "200"}
+    evidence = {"burst": burst.summary(), "threshold_s": limit}
+    measured = f"p95 {p95:.2f} s, max {worst:.2f} s over {len(burst.samples)} requests"
+
+    def verdict(status: Status, reason: str) -> Verdict:
+        return Verdict(HEALTH_FAST, svc.name, status, f"{svc.name}: {burst.url} {reason}", evidence)
+
+    problems = []
+    if not_ok:
+        problems.append("answers other than 200: " + ", ".join(f"{k} ×{v}" for k, v in not_ok.items()))
+    if not worst < limit:
+        problems.append(f"{measured}; expected every answer under {limit:g} s")
+    if problems:
+        return verdict(Status.FAIL, "; ".join(problems))
+    return verdict(Status.PASS, f"{measured}, all 200")
+
+
+def no_contention(svc: ServiceState, revisions: Sequence[RevisionState]) -> Verdict:
+    holding = {s.revision for s in svc.holding_traffic}
+    serving = next(iter(holding)) if len(holding) == 1 else None
+    contenders = []
+    for rev in revisions:
+        if rev.name == serving:
+            continue
+        why = []
+        if rev.name in holding:
+            share = next(s.percent for s in svc.holding_traffic if s.revision == rev.name)
+            why.append(f"{share} % of traffic")
+        if rev.min_instances > 0:
+            why.append(f"min instances {rev.min_instances}")
+        if why:
+            contenders.append(f"{rev.name} ({', '.join(why)})")
+    evidence = {"revisions": {r.name: {"min_instances": r.min_instances} for r in revisions},
+                "serving": sorted(holding)}
+    if contenders:
+        return Verdict(NO_CONTENTION, svc.name, Status.FAIL,
+                       f"{svc.name}: revisions other than the serving one hold resources: {'; '.join(contenders)}; "
+                       "expected only the serving revision to hold traffic or minimum instances", evidence)
+    return Verdict(NO_CONTENTION, svc.name, Status.PASS,
+                   f"{svc.name}: only {serving or 'the serving revision'} holds traffic or minimum instances",
+                   evidence)
+
+
+def evaluate(observations: dict[str, ServiceObservation], thresholds: Thresholds,
+             criteria: Sequence[str] | None = None, subjects: Sequence[str] | None = None) -> list[Verdict]:
+    """Every phase-1 verdict for the observed services (optionally only some criteria/services)."""
+    wanted = set(criteria or TITLES)
+    out: list[Verdict] = []
+    for name, obs in observations.items():
+        if subjects is not None and name not in subjects:
+            continue
+        if SINGLE_ACTIVE_REVISION in wanted:
+            out.append(single_active_revision(obs.service))
+        if obs.burst is not None and obs.request_log is not None:
+            if NO_503 in wanted:
+                out.append(no_503(obs.service, obs.burst, obs.request_log, thresholds))
+            if HEALTH_FAST in wanted:
+                out.append(health_fast(obs.service, obs.burst, thresholds))
+        if NO_CONTENTION in wanted:
+            out.append(no_contention(obs.service, obs.revisions))
+    return out

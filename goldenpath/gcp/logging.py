@@ -1,0 +1,74 @@
+"""Cloud Logging v2: request logs of Cloud Run services.
+
+Uses the official client's JSON transport (the gapic logging client has no REST transport), with
+the endpoint override. Reads are capped: a criterion only needs to know "at least N".
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from goldenpath.gcp.session import GcpSession
+from goldenpath.observations import RequestLog
+
+EXAMPLES = 5
+ERRORS_CAP = 100
+
+
+def _ts(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+class CloudLogging:
+    API = "logging"
+
+    def __init__(self, session: GcpSession) -> None:
+        self.session = session
+
+    @cached_property
+    def _client(self) -> Any:
+        from google.cloud import logging as gcl
+
+        return gcl.Client(project=self.session.target.project, credentials=self.session.credentials,
+                          client_options=self.session.client_options(self.API) or None, _use_grpc=False)
+
+    def _list(self, filter_: str, limit: int) -> list[Any]:
+        from google.cloud import logging as gcl
+
+        project = f"projects/{self.session.target.project}"
+        with self.session.call(self.API, "entries.list", filter_):
+            return list(self._client.list_entries(resource_names=[project], filter_=filter_,
+                                                  order_by=gcl.DESCENDING, max_results=limit,
+                                                  page_size=min(limit, 1000)))
+
+    def request_log(self, service: str, since: datetime, min_requests: int) -> RequestLog:
+        """Requests to ``service`` since ``since``: enough for a verdict, and every 503 up to a cap."""
+        project = self.session.target.project
+        base = (
+            'resource.type="cloud_run_revision" '
+            f'AND resource.labels.service_name="{service}" '
+            f'AND logName="projects/{project}/logs/run.googleapis.com%2Frequests" '
+            f'AND timestamp>="{_ts(since)}"'
+        )
+        # The two reads are independent: run them side by side.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            total_f = pool.submit(self._list, base, min_requests)
+            errors_f = pool.submit(self._list, base + " AND httpRequest.status=503", ERRORS_CAP)
+            total, errors = total_f.result(), errors_f.result()
+        examples = tuple(
+            {
+                "time": e.timestamp.isoformat() if e.timestamp else None,
+                "revision": (e.resource.labels or {}).get("revision_name") if e.resource else None,
+                "url": (e.http_request or {}).get("requestUrl"),
+            }
+            for e in errors[:EXAMPLES]
+        )
+        return RequestLog(
+            service=service, since=since,
+            total_seen=len(total), total_capped=len(total) >= min_requests,
+            errors_503=len(errors), errors_capped=len(errors) >= ERRORS_CAP,
+            examples=examples,
+        )

@@ -1,0 +1,130 @@
+"""What every API module shares: credentials, endpoints, timeouts, retries, and the call log.
+
+Errors are translated here once: an API error or an unreachable endpoint becomes a CheckError whose
+message names the API, the resource and what to do, instead of a transport traceback.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any, Iterator
+
+from goldenpath.config import Target
+from goldenpath.errors import CheckError, ConfigError
+from goldenpath.observations import ApiCall
+
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+
+# What an operator must grant when a call is refused: per API, read-only and remediation roles.
+ROLES = {
+    "run": ("roles/run.viewer", "roles/run.developer"),
+    "logging": ("roles/logging.viewer", "roles/logging.configWriter"),
+}
+
+
+class GcpSession:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.calls: list[ApiCall] = []
+        self._lock = threading.Lock()
+
+    @cached_property
+    def credentials(self) -> Any:
+        if self.target.credentials == "anonymous":
+            from google.auth.credentials import AnonymousCredentials
+
+            return AnonymousCredentials()
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            creds, _ = google.auth.default(scopes=[CLOUD_PLATFORM])
+        except DefaultCredentialsError:
+            raise ConfigError(
+                f"Target {self.target.name!r} uses Application Default Credentials, but none were found. "
+                "Run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a "
+                "credentials file; in CI use Workload Identity Federation), then run again."
+            ) from None
+        return creds
+
+    @property
+    def identity(self) -> str:
+        if self.target.credentials == "anonymous":
+            return "anonymous (twin)"
+        creds = self.credentials
+        return getattr(creds, "service_account_email", None) or "application-default credentials"
+
+    def client_options(self, api: str) -> dict[str, Any]:
+        endpoint = self.target.endpoint(api)
+        return {"api_endpoint": endpoint} if endpoint else {}
+
+    def read_retry(self) -> Any:
+        """Retry transient errors on reads with backoff, bounded by the API timeout."""
+        from google.api_core import retry
+
+        t = self.target.timeouts.api_seconds
+        return retry.Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=t,
+                           predicate=retry.if_transient_error)
+
+    def polling(self) -> Any:
+        """Polling for long-running operations: quick first polls, then backing off."""
+        from google.api_core import retry
+        from google.api_core.future import polling
+
+        return retry.Retry(initial=0.1, maximum=5.0, multiplier=1.5,
+                           timeout=self.target.timeouts.operation_seconds,
+                           predicate=polling.POLLING_PREDICATE)
+
+    @contextmanager
+    def call(self, api: str, method: str, resource: str) -> Iterator[None]:
+        """Record one API call and translate its failure into an operator's message."""
+        t0 = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield
+        except ConfigError:
+            outcome = "no credentials"
+            raise
+        except Exception as exc:
+            outcome = f"{type(exc).__name__}"
+            raise self._explain(api, method, resource, exc) from exc
+        finally:
+            with self._lock:
+                self.calls.append(ApiCall(api, method, resource, time.perf_counter() - t0, outcome))
+
+    def _explain(self, api: str, method: str, resource: str, exc: Exception) -> Exception:
+        from google.api_core import exceptions as gexc
+
+        where = self.target.endpoint(api) or f"{api}.googleapis.com"
+        twin_hint = (
+            " The target is the twin: is it running (`python -m twin status`)?" if self.target.is_twin else ""
+        )
+        if isinstance(exc, gexc.PermissionDenied):
+            read_role, write_role = ROLES.get(api, ("a viewer role", "an editor role"))
+            return CheckError(
+                f"{api} {method} on {resource} was refused: {exc.message}. Grant the gate's identity "
+                f"({self.identity}) {read_role} (read-only runs) or {write_role} (remediation) on "
+                f"project {self.target.project}."
+            )
+        if isinstance(exc, gexc.Unauthenticated):
+            return CheckError(
+                f"{api} {method} on {resource}: the credentials were rejected ({exc.message}). Refresh them "
+                "with `gcloud auth application-default login` and run again."
+            )
+        if isinstance(exc, gexc.NotFound):
+            return CheckError(
+                f"{api} {method}: {resource} does not exist ({exc.message}). Check the names in "
+                f"targets.toml for target {self.target.name!r}."
+            )
+        if isinstance(exc, gexc.GoogleAPICallError):
+            return CheckError(f"{api} {method} on {resource} failed: {exc.code} {exc.message}.{twin_hint}")
+        if isinstance(exc, gexc.RetryError) or "Connection" in type(exc).__name__ or isinstance(exc, OSError):
+            return CheckError(
+                f"Cannot reach the {api} API at {where} for {method} on {resource} "
+                f"({type(exc).__name__}: {str(exc)[:200]}). Check the network and the endpoint in "
+                f"targets.toml.{twin_hint}"
+            )
+        return CheckError(f"{api} {method} on {resource} failed unexpectedly: {type(exc).__name__}: {exc}")

@@ -1,0 +1,136 @@
+"""Observations: what is true now, as plain frozen data. No client objects, no I/O.
+
+Criteria judge these; remediation plans from them; reports attach their ``raw`` JSON as evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrafficShare:
+    revision: str  # short revision name
+    percent: int
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str            # short name, e.g. netra-backend-staging
+    full_name: str       # projects/…/locations/…/services/…
+    serving: tuple[TrafficShare, ...]    # traffic_statuses: what is served now
+    requested: tuple[TrafficShare, ...]  # traffic: what was asked for
+    latest_ready: str
+    latest_created: str
+    reconciling: bool
+    ready: bool
+    ready_message: str
+    etag: str
+    generation: int
+    observed_generation: int
+    update_time: datetime
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def holding_traffic(self) -> tuple[TrafficShare, ...]:
+        return tuple(s for s in self.serving if s.percent > 0)
+
+    def split_text(self) -> str:
+        shares = self.holding_traffic or self.serving
+        return ", ".join(f"{s.revision} {s.percent} %" for s in shares) or "no revision"
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    name: str
+    full_name: str
+    create_time: datetime
+    min_instances: int
+    ready: bool
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Sample:
+    status: int | None   # None: no HTTP answer at all (see error)
+    seconds: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Burst:
+    url: str
+    started: float
+    samples: tuple[Sample, ...]
+
+    def statuses(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.samples:
+            key = str(s.status) if s.status is not None else (s.error or "error")
+            out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items()))
+
+    def percentile(self, q: float) -> float:
+        xs = sorted(s.seconds for s in self.samples)
+        if not xs:
+            return math.nan
+        # nearest-rank: the value below which q of the samples fall, never interpolated upward
+        return xs[max(0, math.ceil(q * len(xs)) - 1)]
+
+    @property
+    def max_seconds(self) -> float:
+        return max((s.seconds for s in self.samples), default=math.nan)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "requests": len(self.samples),
+            "statuses": self.statuses(),
+            "p50_s": round(self.percentile(0.5), 3),
+            "p95_s": round(self.percentile(0.95), 3),
+            "max_s": round(self.max_seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    """Request-log counts for one service since a moment (the last change to the service)."""
+
+    service: str
+    since: datetime
+    total_seen: int        # entries seen, capped at the minimum-traffic threshold (we only need "enough")
+    total_capped: bool
+    errors_503: int        # 503 entries seen, capped at errors_cap
+    errors_capped: bool
+    examples: tuple[dict[str, Any], ...]  # a few 503 entries: time and revision, for the report
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "since": self.since.isoformat(),
+            "requests_seen": f"{self.total_seen}{'+' if self.total_capped else ''}",
+            "http_503": f"{self.errors_503}{'+' if self.errors_capped else ''}",
+            "examples": list(self.examples),
+        }
+
+
+@dataclass(frozen=True)
+class ServiceObservation:
+    service: ServiceState
+    revisions: tuple[RevisionState, ...]
+    burst: Burst | None          # None when the target names no health URL for the service
+    request_log: RequestLog | None
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One call made while observing or remediating, for the report's steps."""
+
+    api: str
+    method: str
+    resource: str
+    seconds: float
+    outcome: str  # "ok" or the error

@@ -1,0 +1,1 @@
+"""Probes of the data plane: what a user's client sees (HTTP, WebSocket, TLS)."""

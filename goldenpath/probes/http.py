@@ -1,0 +1,41 @@
+"""HTTP probes: a concurrent burst of requests, each timed from send to last byte."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Mapping
+
+import httpx
+
+from goldenpath.observations import Burst, Sample
+from goldenpath.probes import resolve
+
+
+async def burst(url: str, size: int, *, resolve_map: Mapping[str, str], ca_bundle: str | None,
+                timeout: float) -> Burst:
+    """Send ``size`` concurrent GETs to ``url``: what a crowd of users sees at this moment."""
+    started = time.time()
+    async with resolve.client(resolve_map, ca_bundle, timeout, connections=size) as client:
+        samples = await asyncio.gather(*(_one(client, url) for _ in range(size)))
+    return Burst(url=url, started=started, samples=tuple(samples))
+
+
+async def _one(client: httpx.AsyncClient, url: str) -> Sample:
+    t0 = time.perf_counter()
+    try:
+        resp = await client.get(url)
+        return Sample(status=resp.status_code, seconds=time.perf_counter() - t0, error=None)
+    except httpx.TimeoutException:
+        return Sample(status=None, seconds=time.perf_counter() - t0, error="timeout")
+    except httpx.ConnectError as exc:
+        return Sample(status=None, seconds=time.perf_counter() - t0, error=f"connect: {_why(exc)}")
+    except httpx.HTTPError as exc:
+        return Sample(status=None, seconds=time.perf_counter() - t0, error=f"{type(exc).__name__}: {_why(exc)}")
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc) or repr(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS certificate not trusted (" + text.split("certificate verify failed:")[-1].strip(" ()") + ")"
+    return text

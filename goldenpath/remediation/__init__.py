@@ -1,0 +1,1 @@
+"""Remediation: observe → plan → apply → verify → roll back, journaled, with consent rules."""

@@ -1,0 +1,66 @@
+"""A planned change: what it touches, how risky it is, how an operator would type it."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Change:
+    phase: int
+    step: str                 # executor id, e.g. "route-traffic"
+    subject: str              # the service (or other resource) it is about
+    resource: str             # full resource name
+    summary: str              # one line an operator reads
+    before: dict[str, Any]    # the part of the resource that changes, as it is
+    after: dict[str, Any]     # … and as it will be
+    reversible: bool
+    restarts: bool = False
+    gcloud: str = ""          # the equivalent command, for operators who think in gcloud
+    why: str = ""             # why this change, and where it deviates from the runbook
+    after_verification: bool = False  # only once the phase's criteria pass (e.g. deletions)
+    expected_etag: str = ""   # the state it was planned from; applying refuses if it moved
+    payload: dict[str, Any] = field(default_factory=dict)  # what the executor needs
+
+    @property
+    def needs_consent(self) -> bool:
+        """Irreversible or restart-causing changes run only with --yes."""
+        return not self.reversible or self.restarts
+
+    @property
+    def risk(self) -> str:
+        parts = ["reversible" if self.reversible else "IRREVERSIBLE"]
+        if self.restarts:
+            parts.append("causes a restart")
+        if self.needs_consent:
+            parts.append("needs --yes")
+        if self.after_verification:
+            parts.append("only after the phase verifies")
+        return ", ".join(parts)
+
+    def diff(self) -> str:
+        a = json.dumps(self.before, indent=2, sort_keys=True).splitlines()
+        b = json.dumps(self.after, indent=2, sort_keys=True).splitlines()
+        return "\n".join(difflib.unified_diff(a, b, f"{self.resource} (now)", f"{self.resource} (planned)",
+                                              lineterm=""))
+
+    def render(self) -> str:
+        lines = [f"[phase {self.phase}] {self.summary}", f"  risk:   {self.risk}"]
+        if self.why:
+            lines.append(f"  why:    {self.why}")
+        if self.gcloud:
+            lines.append(f"  gcloud: {self.gcloud}")
+        lines += ["  " + line for line in self.diff().splitlines()]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "needs_consent": self.needs_consent, "diff": self.diff()}
+
+
+def render_plan(changes: list[Change]) -> str:
+    if not changes:
+        return "Nothing to change: the target already meets what these steps would establish."
+    return "\n\n".join(c.render() for c in changes)

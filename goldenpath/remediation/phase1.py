@@ -1,0 +1,146 @@
+"""Phase 1 remediation: one revision serves 100 %, then the superseded revisions go.
+
+Runbook: "Resolve Dual Revision Deployment State" and "If Phase 1 Fails". Where the runbook names
+revisions literally (00750-69k), the plan uses what Cloud Run reports: the latest *ready* revision
+gets the traffic, and only revisions that held traffic or minimum instances are deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from goldenpath.config import Target
+from goldenpath.criteria import phase1 as criteria
+from goldenpath.observations import ServiceObservation, TrafficShare
+from goldenpath.observe import Observer
+from goldenpath.remediation.change import Change
+from goldenpath.remediation.runner import Executor
+from goldenpath.verdict import Verdict
+
+ROUTE = "route-traffic"
+DELETE = "delete-revision"
+TITLE = "Phase 1: Immediate Stabilization"
+
+
+def _shares(items: Any) -> list[dict[str, Any]]:
+    return [{"revision": s.revision, "percent": s.percent} for s in items]
+
+
+def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Change]:
+    """The changes that would bring every service to one latest-ready revision at 100 %."""
+    changes: list[Change] = []
+    where = f"--region={target.region} --project={target.project}"
+    for name, obs in observations.items():
+        svc = obs.service
+        if svc.reconciling:
+            # Planning against a moving service would race its own rollout; the criteria report it.
+            continue
+        holding = svc.holding_traffic
+        latest = svc.latest_ready
+        target_split = [TrafficShare(latest, 100)]
+        if list(holding) != target_split or [s for s in svc.requested if s.percent] != target_split:
+            changes.append(Change(
+                phase=1, step=ROUTE, subject=name, resource=svc.full_name,
+                summary=f"{name}: route 100 % of traffic to {latest} (now {svc.split_text()})",
+                before={"traffic": _shares(holding)}, after={"traffic": _shares(target_split)},
+                reversible=True,
+                gcloud=f"gcloud run services update-traffic {name} --to-revisions={latest}=100 {where}",
+                why=f"{latest} is the latest ready revision as Cloud Run reports it; the split is restored "
+                    "if Phase 1 does not verify",
+                expected_etag=svc.etag,
+                payload={"service": name, "to": _shares(target_split), "restore": _shares(holding)},
+            ))
+        for rev in obs.revisions:
+            if rev.name == latest:
+                continue
+            held = [s.percent for s in holding if s.revision == rev.name]
+            if not held and rev.min_instances == 0:
+                continue
+            holds = ", ".join(filter(None, [f"{held[0]} % of traffic" if held else "",
+                                            f"min instances {rev.min_instances}" if rev.min_instances else ""]))
+            changes.append(Change(
+                phase=1, step=DELETE, subject=name, resource=rev.full_name,
+                summary=f"{name}: delete superseded revision {rev.name} (holds {holds})",
+                before={"revision": rev.name, "state": "exists", "min_instances": rev.min_instances,
+                        "traffic_percent": sum(held)},
+                after={"revision": rev.name, "state": "deleted"},
+                reversible=False, after_verification=True,
+                gcloud=f"gcloud run revisions delete {rev.name} {where} --quiet",
+                why="frees what the old revision still holds; irreversible, so it runs only after Phase 1 "
+                    "verifies, and its full spec is kept in the journal",
+                payload={"service": name, "revision": rev.name, "spec": rev.raw},
+            ))
+    return changes
+
+
+class RouteTraffic:
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        p = change.payload
+        state = self.observer.run.set_traffic(
+            p["service"], [TrafficShare(**s) for s in p["to"]], expected_etag=change.expected_etag)
+        return {"traffic": _shares(state.holding_traffic), "etag": state.etag}
+
+    def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
+        p = change.payload
+        state = self.observer.run.set_traffic(
+            p["service"], [TrafficShare(**s) for s in p["restore"]], expected_etag=applied.get("etag", ""))
+        return {"traffic": _shares(state.holding_traffic), "etag": state.etag}
+
+    def restored(self, change: Change) -> tuple[bool, str]:
+        svc = self.observer.phase1()[change.payload["service"]].service
+        now = sorted(_shares(svc.holding_traffic), key=lambda s: s["revision"])
+        want = sorted(change.payload["restore"], key=lambda s: s["revision"])
+        return now == want, f"{svc.name} serves {svc.split_text()}"
+
+
+class DeleteRevision:
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        p = change.payload
+        op = self.observer.run.delete_revision(p["service"], p["revision"])
+        return {"deleted": p["revision"], "operation": op}
+
+    def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("a deleted revision cannot be restored; its spec is in the journal")
+
+    def restored(self, change: Change) -> tuple[bool, str]:
+        return False, "deletion is irreversible"
+
+
+class Phase1Remedy:
+    phase = 1
+    title = TITLE
+
+    def __init__(self, target: Target, observer: Observer) -> None:
+        self.target = target
+        self.observer = observer
+        self._executors: dict[str, Executor] = {ROUTE: RouteTraffic(observer), DELETE: DeleteRevision(observer)}
+
+    def plan(self) -> list[Change]:
+        return plan(self.target, self.observer.phase1())
+
+    def executor(self, step: str) -> Executor:
+        return self._executors[step]
+
+    def invalidate(self) -> None:
+        self.observer.invalidate()
+
+    def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
+        subjects = sorted({c.subject for c in changes})
+        # Before the deletions, contention is expected to remain (the old revision still holds
+        # its minimum instances); the final check includes it.
+        wanted = None if final else [criteria.SINGLE_ACTIVE_REVISION, criteria.NO_503, criteria.HEALTH_FAST]
+        return criteria.evaluate(self.observer.phase1(), self.target.thresholds, wanted, subjects)
+
+    def escalation(self, failed: list[Verdict], restored: bool) -> str:
+        reasons = "; ".join(v.reason for v in failed)
+        after = ("the traffic split before the change was restored and verified" if restored
+                 else "the state before the change could NOT be restored and verified")
+        return (f"service unavailable after Phase 1 (runbook escalation trigger): {reasons}. {after}. "
+                "Investigate the new revision's errors (gcloud logging read 'resource.type=\"cloud_run_revision\" "
+                "AND severity>=ERROR') before trying again.")

@@ -1,0 +1,87 @@
+"""Start the embedded twin when a target needs it, and talk to its admin endpoints.
+
+The suite reaches the twin only over the wire: it starts ``python -m twin serve`` as a separate
+process (which outlives the pytest run, so the world persists between runs) and waits for it to
+answer, with backoff and a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from goldenpath.config import Target
+from goldenpath.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+START_DEADLINE = 30.0
+
+
+def _health(control: str) -> dict[str, Any] | None:
+    try:
+        resp = httpx.get(f"http://{control}/_twin/health", timeout=2.0)
+        return resp.json() if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def ensure_running(target: Target) -> dict[str, Any]:
+    """Return the twin's health answer, starting the twin first if nothing answers."""
+    assert target.twin is not None and target.twin_home is not None
+    tw, home = target.twin, target.twin_home
+    health = _health(tw.control)
+    if health is not None:
+        if Path(health.get("home", "")) != home.resolve():
+            raise ConfigError(
+                f"A twin already answers on {tw.control}, but it keeps its world in {health.get('home')}, not "
+                f"in {home} as target {target.name!r} says. Stop it (`python -m twin --home {health.get('home')} "
+                f"stop`) or give this target other ports in {target.source}."
+            )
+        return {**health, "started": False}
+    home.mkdir(parents=True, exist_ok=True)
+    log = (home / "twin.log").open("ab")
+    cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve",
+           "--control", tw.control, "--data", tw.data, "--scenario", tw.scenario]
+    # A session of its own: the twin must survive this pytest run, its world with it.
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    deadline = time.monotonic() + START_DEADLINE
+    delay = 0.05
+    while time.monotonic() < deadline:
+        health = _health(tw.control)
+        if health is not None:
+            return {**health, "started": True, "pid": proc.pid}
+        if proc.poll() is not None:
+            break
+        time.sleep(delay)  # waiting for a process to come up: backoff, bounded by the deadline
+        delay = min(delay * 1.5, 0.5)
+    tail = (home / "twin.log").read_text(errors="replace")[-600:].strip()
+    raise ConfigError(
+        f"The embedded twin for target {target.name!r} did not start on {tw.control} / {tw.data} "
+        f"(last output: {tail or 'none'}). If another program holds those ports, change [targets."
+        f"{target.name}.twin] control/data in {target.source}; the twin's log is {home / 'twin.log'}."
+    )
+
+
+def status(target: Target) -> dict[str, Any]:
+    assert target.twin is not None
+    resp = httpx.get(f"http://{target.twin.control}/_twin/status", timeout=10.0)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def reset(target: Target, scenario: str | None = None) -> dict[str, Any]:
+    assert target.twin is not None
+    params = {"scenario": scenario} if scenario else {}
+    resp = httpx.post(f"http://{target.twin.control}/_twin/reset", params=params, timeout=10.0)
+    if resp.status_code != 200:
+        raise ConfigError(json.loads(resp.text).get("error", resp.text))
+    return resp.json()

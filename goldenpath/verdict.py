@@ -1,0 +1,35 @@
+"""A criterion's judgement: pass, fail or inconclusive, with a reason an operator can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    # Not enough evidence to say (e.g. too little traffic in the window). Never a pass.
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    criterion: str     # stable id, e.g. "single_active_revision"
+    subject: str       # what was judged, e.g. the service name
+    status: Status
+    reason: str        # one sentence: what is true, and for a failure what was expected
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASS
+
+    @property
+    def failed(self) -> bool:
+        return self.status is Status.FAIL
+
+    def line(self) -> str:
+        mark = {Status.PASS: "PASS", Status.FAIL: "FAIL", Status.INCONCLUSIVE: "INCONCLUSIVE"}[self.status]
+        return f"{mark} {self.criterion} [{self.subject}]: {self.reason}"

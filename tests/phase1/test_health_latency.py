@@ -1,0 +1,16 @@
+"""Runbook, Phase 1 success metric: "Health endpoint responding < 2 seconds"."""
+
+import allure
+import pytest
+
+from fixtures.judge import judge
+from goldenpath.criteria import phase1 as c
+
+pytestmark = pytest.mark.phase1
+
+
+@allure.story(c.TITLES[c.HEALTH_FAST])
+@allure.severity(allure.severity_level.CRITICAL)
+def test_health_endpoint_fast(phase1, served_service, gate):
+    obs = phase1[served_service]
+    judge(c.health_fast(obs.service, obs.burst, gate.target.thresholds))

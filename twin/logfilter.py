@@ -1,0 +1,89 @@
+"""The subset of the Cloud Logging query language the twin understands.
+
+Conjunctions (``AND`` or plain whitespace) of ``field OP value`` comparisons, with OP one of
+``= != > >= < <= :``. Anything else (OR, NOT, parentheses, functions) is refused with
+INVALID_ARGUMENT rather than silently mis-evaluated: a twin that answered a query it did not
+understand would let the suite pass for the wrong reason.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+SEVERITIES = ["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"]
+
+_TOKEN = re.compile(
+    r"""\s*(?P<field>[A-Za-z_][\w.]*)\s*(?P<op>>=|<=|!=|=|>|<|:)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^\s"()]+)\s*""",
+)
+
+
+class FilterError(ValueError):
+    pass
+
+
+def parse(filter_: str) -> list[tuple[str, str, str]]:
+    terms: list[tuple[str, str, str]] = []
+    rest = (filter_ or "").strip()
+    while rest:
+        m = _TOKEN.match(rest)
+        if not m:
+            raise FilterError(f"Unsupported filter syntax near: {rest[:40]!r}")
+        value = m["value"]
+        if value.startswith('"'):
+            value = value[1:-1].replace('\\"', '"')
+        terms.append((m["field"], m["op"], value))
+        rest = rest[m.end():]
+        if rest.startswith("AND ") or rest.startswith("AND\n"):
+            rest = rest[4:].lstrip()
+        elif rest.startswith(("OR ", "NOT ", "(", "-")):
+            raise FilterError(f"The twin supports only AND-ed comparisons; got {rest[:40]!r}")
+    return terms
+
+
+def _lookup(entry: dict[str, Any], field: str) -> Any:
+    cur: Any = entry
+    for part in field.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _coerce(field: str, actual: Any, wanted: str) -> tuple[Any, Any]:
+    if field == "severity":
+        up = wanted.upper()
+        return SEVERITIES.index(actual or "DEFAULT"), SEVERITIES.index(up) if up in SEVERITIES else -1
+    if field in ("timestamp", "receiveTimestamp"):
+        return _ts(actual), _ts(wanted)
+    if isinstance(actual, (int, float)):
+        try:
+            return actual, float(wanted)
+        except ValueError:
+            return str(actual), wanted
+    return str(actual), wanted
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def matches(filter_: str, entry: dict[str, Any]) -> bool:
+    for field, op, wanted in parse(filter_):
+        actual = _lookup(entry, field)
+        if actual is None:
+            if op == "!=":
+                continue
+            return False
+        if op == ":":
+            if wanted.lower() not in str(actual).lower():
+                return False
+            continue
+        a, w = _coerce(field, actual, wanted)
+        ok = {
+            "=": a == w, "!=": a != w, ">": a > w, ">=": a >= w, "<": a < w, "<=": a <= w,
+        }[op]
+        if not ok:
+            return False
+    return True

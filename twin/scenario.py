@@ -1,0 +1,108 @@
+"""Scenario files: the twin's starting states, as documented TOML data.
+
+A scenario is looked up by name in ``twin/scenarios/`` or read from a path. Validation is strict
+(unknown keys are errors) so a typo in a rehearsal scenario is caught before the twin serves it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+DEFAULT_SCENARIO = "incident-1278"
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be found or read; the message says which and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timing(_Strict):
+    deploy_seconds: float = Field(1.5, ge=0)
+    delete_seconds: float = Field(0.4, ge=0)
+
+
+class Contention(_Strict):
+    latency_seconds: tuple[float, float] = (2.2, 3.4)
+    error_rate: float = Field(0.3, ge=0, le=1)
+
+
+class History(_Strict):
+    minutes: int = Field(30, ge=0)
+    requests_per_minute: int = Field(6, ge=0)
+
+
+class RevisionSpec(_Strict):
+    name: str
+    created_minutes_ago: float = 60
+    min_instances: int = Field(0, ge=0)
+    max_instances: int = Field(100, ge=1)
+    image: str = "us-docker.pkg.dev/cloudrun/container/hello"
+    env: dict[str, str] = {}
+    broken: bool = False
+
+
+class TrafficSpec(_Strict):
+    revision: str
+    percent: int = Field(ge=0, le=100)
+
+
+class ServiceSpec(_Strict):
+    name: str
+    hosts: list[str] = []
+    updated_minutes_ago: float = 60
+    traffic: list[TrafficSpec]
+    revisions: list[RevisionSpec]
+
+    @model_validator(mode="after")
+    def _traffic_is_consistent(self) -> "ServiceSpec":
+        names = {r.name for r in self.revisions}
+        for t in self.traffic:
+            if t.revision not in names:
+                raise ValueError(f"traffic names revision {t.revision!r}, which the service does not list")
+        if sum(t.percent for t in self.traffic) != 100:
+            raise ValueError("traffic percents must sum to 100, as Cloud Run requires")
+        return self
+
+
+class Scenario(_Strict):
+    name: str
+    description: str
+    project: str
+    region: str
+    timing: Timing = Timing()
+    contention: Contention = Contention()
+    history: History = History()
+    services: list[ServiceSpec]
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def load(name_or_path: str | None) -> Scenario:
+    ref = name_or_path or DEFAULT_SCENARIO
+    path = Path(ref)
+    if not (path.suffix == ".toml" and path.exists()):
+        path = SCENARIO_DIR / f"{ref}.toml"
+    if not path.exists():
+        raise ScenarioError(
+            f"No twin scenario named {ref!r}. Built-in scenarios: {', '.join(available())}; "
+            "or give the path of a scenario .toml file."
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+        return Scenario.model_validate(data)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"Scenario file {path} is not valid TOML: {exc}.") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ScenarioError(f"Scenario file {path} is invalid: {problems}.") from None

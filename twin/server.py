@@ -1,0 +1,228 @@
+"""The twin's two faces on loopback: the Google control plane (HTTP) and the data plane (HTTPS).
+
+Each control-plane route names the discovery-document method it implements (``ROUTES``), so the
+contract test can check path template and verb against Google's own description of the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from twin import encode
+from twin.logfilter import FilterError
+from twin.scenario import ScenarioError
+from twin.world import ApiError, World
+
+Handler = Callable[[Request, World], Awaitable[Any]]
+
+RUN = "/v2/projects/{project}/locations/{location}"
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    verb: str
+    path: str
+    method_id: str  # the discovery document's method id, e.g. run.projects.locations.services.get
+    write: bool
+    handler: Handler
+
+
+class Twin:
+    """Owns the world and debounces its persistence (every request would otherwise rewrite it)."""
+
+    def __init__(self, home: Path, scenario: str | None) -> None:
+        self.world = World(home)
+        self.world.load_or_reset(scenario)
+        self.world.save()
+        self.lock = asyncio.Lock()
+
+    async def flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self.world.dirty:
+                self.world.save()
+
+
+# ---- control plane handlers ------------------------------------------------------------------
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() == "true"
+
+
+async def get_service(req: Request, w: World) -> Any:
+    p = req.path_params
+    return encode.service(w.service(p["project"], p["location"], p["service"]))
+
+
+async def list_services(req: Request, w: World) -> Any:
+    p = req.path_params
+    return {"services": [encode.service(s) for s in w.services(p["project"], p["location"])]}
+
+
+async def patch_service(req: Request, w: World) -> Any:
+    p = req.path_params
+    try:
+        body = encode.parse_service(await req.body())
+    except Exception as exc:  # the message type rejected the body: what the API calls a bad request
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid Service body: {exc}") from None
+    op = w.update_service(p["project"], p["location"], p["service"], body, _flag(req, "validateOnly"))
+    return encode.operation(op, "service")
+
+
+async def list_revisions(req: Request, w: World) -> Any:
+    p = req.path_params
+    return {"revisions": [encode.revision(r) for r in w.revisions(p["project"], p["location"], p["service"])]}
+
+
+async def get_revision(req: Request, w: World) -> Any:
+    p = req.path_params
+    return encode.revision(w.revision(p["project"], p["location"], p["service"], p["revision"]))
+
+
+async def delete_revision(req: Request, w: World) -> Any:
+    p = req.path_params
+    op = w.delete_revision(
+        p["project"], p["location"], p["service"], p["revision"],
+        _flag(req, "validateOnly"), req.query_params.get("etag"),
+    )
+    return encode.operation(op, "revision")
+
+
+def _op_kind(op: dict[str, Any]) -> str:
+    return "service" if op["kind"] == "update_service" else "revision"
+
+
+async def get_operation(req: Request, w: World) -> Any:
+    p = req.path_params
+    op = w.operation(p["project"], p["location"], p["operation"])
+    return encode.operation(w.operation_json(op), _op_kind(op))
+
+
+async def wait_operation(req: Request, w: World) -> Any:
+    p = req.path_params
+    body = json.loads(await req.body() or b"{}")
+    timeout = float(str(body.get("timeout", "60s")).rstrip("s"))
+    deadline = time.time() + timeout
+    op = w.operation(p["project"], p["location"], p["operation"])
+    while not op["done"] and time.time() < deadline:
+        # Server-side wait, as the real :wait does; the world advances as time passes.
+        await asyncio.sleep(min(0.05, max(0.0, op["done_at"] - time.time())))
+        w.advance()
+    return encode.operation(w.operation_json(op), _op_kind(op))
+
+
+async def list_entries(req: Request, w: World) -> Any:
+    body = json.loads(await req.body() or b"{}")
+    order = (body.get("orderBy") or "timestamp asc").lower()
+    try:
+        entries, token = w.list_entries(
+            body.get("resourceNames") or [], body.get("filter", ""), order.endswith("desc"),
+            min(int(body.get("pageSize") or 50), 1000), body.get("pageToken"),
+        )
+    except FilterError as exc:
+        raise ApiError(400, "INVALID_ARGUMENT", str(exc)) from None
+    out: dict[str, Any] = {"entries": [encode.log_entry(e) for e in entries]}
+    if token:
+        out["nextPageToken"] = token
+    return out
+
+
+ROUTES: list[ApiRoute] = [
+    ApiRoute("GET", RUN + "/services", "run.projects.locations.services.list", False, list_services),
+    ApiRoute("GET", RUN + "/services/{service}", "run.projects.locations.services.get", False, get_service),
+    ApiRoute("PATCH", RUN + "/services/{service}", "run.projects.locations.services.patch", True, patch_service),
+    ApiRoute("GET", RUN + "/services/{service}/revisions", "run.projects.locations.services.revisions.list", False,
+             list_revisions),
+    ApiRoute("GET", RUN + "/services/{service}/revisions/{revision}", "run.projects.locations.services.revisions.get",
+             False, get_revision),
+    ApiRoute("DELETE", RUN + "/services/{service}/revisions/{revision}",
+             "run.projects.locations.services.revisions.delete", True, delete_revision),
+    ApiRoute("POST", RUN + "/operations/{operation}:wait", "run.projects.locations.operations.wait", False,
+             wait_operation),
+    ApiRoute("GET", RUN + "/operations/{operation}", "run.projects.locations.operations.get", False, get_operation),
+    ApiRoute("POST", "/v2/entries:list", "logging.entries.list", False, list_entries),
+]
+
+
+def _api_endpoint(twin: Twin, route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        async with twin.lock:
+            w = twin.world
+            w.advance()
+            # validate_only calls change nothing: they count as reads, under their own method key.
+            dry = route.write and _flag(request, "validateOnly")
+            w.count(route.method_id + (":validateOnly" if dry else ""), route.write and not dry)
+            try:
+                result = await route.handler(request, w)
+            except ApiError as exc:
+                return JSONResponse(exc.body(), status_code=exc.code)
+        return JSONResponse(result)
+
+    return endpoint
+
+
+def control_app(twin: Twin) -> Starlette:
+    routes = [Route(r.path, _api_endpoint(twin, r), methods=[r.verb]) for r in ROUTES]
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"twin": "ok", "scenario": twin.world.state["scenario"],
+                             "home": str(twin.world.home.resolve())})
+
+    async def status(_: Request) -> Response:
+        async with twin.lock:
+            twin.world.advance()
+            return JSONResponse(twin.world.status())
+
+    async def reset(request: Request) -> Response:
+        async with twin.lock:
+            try:
+                twin.world.reset(request.query_params.get("scenario"))
+            except ScenarioError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            twin.world.save()
+            return JSONResponse({"scenario": twin.world.state["scenario"]})
+
+    routes += [
+        Route("/_twin/health", health, methods=["GET"]),
+        Route("/_twin/status", status, methods=["GET"]),
+        Route("/_twin/reset", reset, methods=["POST"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        err = ApiError(404, "NOT_FOUND", f"The twin does not implement {request.method} {request.url.path}.")
+        return JSONResponse(err.body(), status_code=404)
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def data_app(twin: Twin) -> Callable[..., Awaitable[None]]:
+    """The services themselves, addressed by host name (SNI and Host header) as on real staging."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode().rsplit(":", 1)[0] if b"host" in headers else ""
+        async with twin.lock:
+            twin.world.advance()
+            answer = twin.world.serve(host, scope["path"])
+        if answer.latency:
+            # The answer is slow the way the contended service is slow; the lock is not held.
+            await asyncio.sleep(answer.latency)
+        body = json.dumps(answer.body).encode()
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
