@@ -104,7 +104,7 @@ class Target(_Strict):
     def _resolve_format(cls, v: dict[str, str]) -> dict[str, str]:
         for key, addr in v.items():
             host, _, port = key.rpartition(":")
-            if not host or not port.isdigit():
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"resolve key {key!r} must be HOST:PORT, as in curl --resolve")
             parse_address(addr)
         return v
@@ -167,8 +167,8 @@ def parse_address(addr: str) -> tuple[str, int | None]:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         raise ValueError(f"resolve address {addr!r} must be an IP address, optionally with :PORT") from None
-    if not port.isdigit():
-        raise ValueError(f"resolve address {addr!r}: port must be a number")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"resolve address {addr!r}: port must be a number from 1 to 65535")
     return host.strip("[]"), int(port)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -85,3 +86,36 @@ def reset(target: Target, scenario: str | None = None) -> dict[str, Any]:
     if resp.status_code != 200:
         raise ConfigError(json.loads(resp.text).get("error", resp.text))
     return resp.json()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def twin_target_toml(name: str, home: Path, control: str, data: str, extra: str = "",
+                    scenario: str = "incident-1278", thresholds: str = "") -> str:
+    """A twin target shaped like the repository's `sim`, on the given ports (selftests, benchmarks)."""
+    hosts = ["api.staging.netrasystems.ai", "api-staging.netrasystems.ai", "auth.staging.netrasystems.ai"]
+    resolve = "\n".join(f'"{h}:443" = "{data}"' for h in hosts)
+    return f"""
+[targets.{name}]
+project = "netra-staging"
+region = "us-central1"
+credentials = "anonymous"
+ca_bundle = "{home / 'ca.pem'}"
+{extra}
+services = [
+  {{ name = "netra-backend-staging", health_url = "https://api.staging.netrasystems.ai/health" }},
+  {{ name = "auth-service-staging" }},
+]
+[targets.{name}.twin]
+home = "{home}"
+control = "{control}"
+data = "{data}"
+scenario = "{scenario}"
+[targets.{name}.resolve]
+{resolve}
+{thresholds}
+"""

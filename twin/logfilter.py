@@ -54,7 +54,9 @@ def _lookup(entry: dict[str, Any], field: str) -> Any:
 def _coerce(field: str, actual: Any, wanted: str) -> tuple[Any, Any]:
     if field == "severity":
         up = wanted.upper()
-        return SEVERITIES.index(actual or "DEFAULT"), SEVERITIES.index(up) if up in SEVERITIES else -1
+        if up not in SEVERITIES:
+            raise FilterError(f"Unknown severity {wanted!r}; expected one of {', '.join(SEVERITIES)}")
+        return SEVERITIES.index(actual or "DEFAULT"), SEVERITIES.index(up)
     if field in ("timestamp", "receiveTimestamp"):
         return _ts(actual), _ts(wanted)
     if isinstance(actual, (int, float)):

@@ -56,8 +56,29 @@ class Twin:
 # ---- control plane handlers ------------------------------------------------------------------
 
 
+# System parameters every Google REST API accepts, whatever the method.
+SYSTEM_PARAMS = {"$alt", "alt", "$prettyPrint", "prettyPrint", "fields", "$fields", "key", "quotaUser"}
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _check_query(request: Request, allowed: tuple[str, ...]) -> None:
+    """Refuse unknown query parameters, as Google's front end does ("Cannot bind query parameter")."""
+    names = set(allowed) | {_snake(a) for a in allowed}
+    for key in request.query_params:
+        if key not in names and key not in SYSTEM_PARAMS:
+            raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. Cannot bind query parameter. "
+                                                    f"Field '{key}' could not be found in request message.")
+
+
 def _flag(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "false").lower() == "true"
+    """A boolean query parameter, under its JSON name or its proto field name (Google accepts both)."""
+    raw = request.query_params.get(name, request.query_params.get(_snake(name), "false"))
+    if raw.lower() not in ("true", "false"):
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid value for bool field {name!r}: {raw!r}")
+    return raw.lower() == "true"
 
 
 async def get_service(req: Request, w: World) -> Any:
@@ -72,6 +93,7 @@ async def list_services(req: Request, w: World) -> Any:
 
 async def patch_service(req: Request, w: World) -> Any:
     p = req.path_params
+    _check_query(req, ("validateOnly", "allowMissing", "updateMask"))
     try:
         body = encode.parse_service(await req.body())
     except Exception as exc:  # the message type rejected the body: what the API calls a bad request
@@ -92,6 +114,7 @@ async def get_revision(req: Request, w: World) -> Any:
 
 async def delete_revision(req: Request, w: World) -> Any:
     p = req.path_params
+    _check_query(req, ("validateOnly", "etag"))
     op = w.delete_revision(
         p["project"], p["location"], p["service"], p["revision"],
         _flag(req, "validateOnly"), req.query_params.get("etag"),
@@ -122,13 +145,25 @@ async def wait_operation(req: Request, w: World) -> Any:
     return encode.operation(w.operation_json(op), _op_kind(op))
 
 
+ENTRIES_LIST_FIELDS = {"resourceNames", "projectIds", "filter", "orderBy", "pageSize", "pageToken"}
+
+
 async def list_entries(req: Request, w: World) -> Any:
     body = json.loads(await req.body() or b"{}")
+    unknown = sorted(set(body) - ENTRIES_LIST_FIELDS)
+    if unknown:
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. Unknown name {unknown[0]!r}.")
     order = (body.get("orderBy") or "timestamp asc").lower()
+    page_size = int(body.get("pageSize") or 50)
+    token = body.get("pageToken")
+    if page_size < 0:
+        raise ApiError(400, "INVALID_ARGUMENT", f"page_size must not be negative, got {page_size}.")
+    if token is not None and not str(token).isdigit():
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid page token {token!r}.")
     try:
         entries, token = w.list_entries(
             body.get("resourceNames") or [], body.get("filter", ""), order.endswith("desc"),
-            min(int(body.get("pageSize") or 50), 1000), body.get("pageToken"),
+            min(page_size, 1000), token,
         )
     except FilterError as exc:
         raise ApiError(400, "INVALID_ARGUMENT", str(exc)) from None
@@ -161,9 +196,9 @@ def _api_endpoint(twin: Twin, route: ApiRoute) -> Callable[[Request], Awaitable[
             w = twin.world
             w.advance()
             # validate_only calls change nothing: they count as reads, under their own method key.
-            dry = route.write and _flag(request, "validateOnly")
-            w.count(route.method_id + (":validateOnly" if dry else ""), route.write and not dry)
             try:
+                dry = route.write and _flag(request, "validateOnly")
+                w.count(route.method_id + (":validateOnly" if dry else ""), route.write and not dry)
                 result = await route.handler(request, w)
             except ApiError as exc:
                 return JSONResponse(exc.body(), status_code=exc.code)

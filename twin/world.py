@@ -259,6 +259,9 @@ class World:
             raise ApiError(409, "ABORTED", f"The service {name} is still reconciling a previous update; retry when it is done.")
         traffic = body.get("traffic") or []
         if traffic:
+            for t in traffic:
+                if not 0 <= int(t.get("percent", 0)) <= 100:
+                    raise ApiError(400, "INVALID_ARGUMENT", f"Traffic percent must be between 0 and 100, got {t.get('percent')}.")
             total = sum(int(t.get("percent", 0)) for t in traffic)
             if total != 100:
                 raise ApiError(400, "INVALID_ARGUMENT", f"Traffic percentages must sum to 100, got {total}.")

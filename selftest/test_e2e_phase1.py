@@ -1,0 +1,108 @@
+"""The five user steps of Phase 1, and its safety rules, driven through the real gate and twin."""
+
+from __future__ import annotations
+
+from selftest.conftest import SCENARIOS, Sandbox
+
+BACKEND = "netra-backend-staging"
+OLD, NEW = "netra-backend-staging-00749-6tr", "netra-backend-staging-00750-69k"
+
+
+def test_incident_fails_in_operator_language(incident: Sandbox) -> None:
+    run = incident.gate("-m", "phase1")
+    assert run.returncode == 1, run.output
+    assert "THE EMBEDDED TWIN" in run.output
+    assert (f"{BACKEND}: 2 revisions serve traffic: {OLD} 50 %, {NEW} 50 %; "
+            "expected one revision at 100 %") in run.output
+    assert "answered 503" in run.output and "the request log shows" in run.output
+    assert "expected every answer under 2 s" in run.output
+    assert "4 failed, 2 passed" in run.output
+    assert incident.writes() == 0  # read-only by default
+    assert "Traceback" not in run.output
+
+
+def test_plan_shows_every_change_and_makes_none(incident: Sandbox) -> None:
+    before = incident.status()["run"]
+    run = incident.gate("-m", "phase1", "--remediate=plan")
+    assert "nothing was changed" in run.output
+    assert f"gcloud run services update-traffic {BACKEND} --to-revisions={NEW}=100" in run.output
+    assert f"gcloud run revisions delete {OLD}" in run.output
+    assert "risk:   reversible" in run.output and "IRREVERSIBLE, needs --yes" in run.output
+    assert '-      "percent": 50,' in run.output and '+      "percent": 100,' in run.output
+    assert incident.writes() == 0
+    assert incident.status()["run"]["services"] == before["services"]
+    assert incident.journal() == []
+    assert (incident.reports / "phase1-plan.txt").read_text().count("[phase 1]") == 2
+
+
+def test_remediate_without_yes_applies_only_reversible_steps(incident: Sandbox) -> None:
+    run = incident.gate("-m", "phase1", "--remediate")
+    assert incident.serving() == {NEW: 100}
+    assert OLD in incident.revisions()  # the irreversible deletion was not made
+    assert f"skipped: {BACKEND}: delete superseded revision {OLD}" in run.output
+    assert "irreversible: pass --yes to allow it" in run.output
+    assert run.returncode == 1 and "1 failed, 5 passed" in run.output  # contention remains, and says so
+    assert f"{OLD} (min instances 1)" in run.output
+    events = [(r["event"], r["step"]) for r in incident.journal()]
+    assert events == [("apply.before", "route-traffic"), ("apply.after", "route-traffic")]
+
+
+def test_remediate_yes_fixes_then_gate_passes_and_stays_idempotent(incident: Sandbox) -> None:
+    run = incident.gate("-m", "phase1", "--remediate", "--yes")
+    assert run.returncode == 0, run.output
+    assert "6 passed" in run.output
+    assert incident.serving() == {NEW: 100}
+    assert OLD not in incident.revisions()
+    journal = incident.journal()
+    deleted = [r for r in journal if r["step"] == "delete-revision" and r["event"] == "apply.before"]
+    assert deleted and deleted[0]["payload"]["spec"]["name"].endswith(OLD)  # the full spec is kept
+    assert [r["event"] for r in journal] == ["apply.before", "apply.after"] * 2
+    assert all(r["identity"] == "anonymous (twin)" and r["target"] == "sim" for r in journal)
+
+    writes = incident.writes()
+    again = incident.gate("-m", "phase1")
+    assert again.returncode == 0 and "6 passed" in again.output
+    fix_again = incident.gate("-m", "phase1", "--remediate", "--yes")
+    assert fix_again.returncode == 0 and "phase 1: nothing to change" in fix_again.output
+    assert incident.writes() == writes  # idempotent: a compliant target gets no write at all
+
+    reset = incident.twin("reset")
+    assert reset.returncode == 0 and "incident-1278" in reset.stdout
+    assert incident.serving() == {OLD: 50, NEW: 50} and OLD in incident.revisions()
+
+
+def test_broken_newest_revision_is_rolled_back_and_escalated(incident: Sandbox) -> None:
+    incident.reset("broken-latest")
+    run = incident.gate("-m", "phase1", "--remediate", "--yes")
+    assert run.returncode == 1
+    assert "rollback verified: yes" in run.output
+    assert "ESCALATE: service unavailable after Phase 1" in run.output
+    assert "20 of 20 concurrent requests" in run.output
+    assert incident.serving() == {OLD: 50, NEW: 50}  # the original split is back
+    assert OLD in incident.revisions()  # nothing irreversible happened on a failing phase
+    events = [r["event"] for r in incident.journal()]
+    assert events == ["apply.before", "apply.after", "rollback.before", "rollback.after", "rollback.verified"]
+
+
+def test_no_rollback_leaves_the_change_and_escalates(incident: Sandbox) -> None:
+    incident.reset("broken-latest")
+    run = incident.gate("-m", "phase1", "--remediate", "--yes", "--no-rollback")
+    assert "--no-rollback was given" in run.output
+    assert incident.serving() == {NEW: 100}
+
+
+def test_inconclusive_is_not_a_pass(sandbox: Sandbox, incident: Sandbox) -> None:
+    # An external scenario file, given by path: healthy, but with no request history, and a target
+    # that wants more requests in the log than one burst sends.
+    quiet = sandbox.root / "quiet.toml"
+    quiet.write_text((SCENARIOS / "healthy.toml").read_text()
+                     .replace('name = "healthy"', 'name = "quiet"').replace("minutes = 30", "minutes = 0"))
+    incident.reset(str(quiet))
+    assert incident.status()["scenario"] == "quiet"
+    targets = sandbox.write_targets("quiet-targets.toml", sandbox.targets.read_text().replace(
+        "[targets.sim.twin]", "thresholds = { burst_size = 5, min_requests = 50 }\n[targets.sim.twin]"))
+    run = sandbox.gate("-m", "phase1", targets=targets)
+    assert run.returncode == 0, run.output
+    assert "1 inconclusive" in run.output and "INCONCLUSIVE" in run.output
+    assert "the request log holds only 5 requests" in run.output
+    assert "at least 50 needed" in run.output

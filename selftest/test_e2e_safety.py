@@ -1,0 +1,94 @@
+"""Bad input and safety rules: a clear paragraph, no traceback, and nothing changed or even asked."""
+
+from __future__ import annotations
+
+import pytest
+
+from goldenpath.twinctl import free_port, twin_target_toml
+from selftest.conftest import ROOT, Sandbox
+
+
+def requests_total(box: Sandbox) -> int:
+    req = box.status()["requests"]
+    return req["reads"] + req["writes"]
+
+
+def test_target_without_remediation_allowed_is_refused(incident: Sandbox) -> None:
+    locked = incident.write_targets("locked.toml", twin_target_toml(
+        "locked", incident.home, incident.control, incident.data))
+    before = requests_total(incident)
+    run = incident.gate("-m", "phase1", "--remediate", target="locked", targets=locked)
+    assert run.returncode == 4
+    assert "Target 'locked' does not allow remediation: nothing was changed" in run.output
+    assert "remediation_allowed = true" in run.output
+    assert requests_total(incident) == before
+    # plan mode is a preview, so it is allowed on any target
+    plan = incident.gate("-m", "phase1", "--remediate=plan", target="locked", targets=locked)
+    assert "nothing was changed" in plan.output and incident.writes() == 0
+
+
+def test_remediation_refuses_xdist(incident: Sandbox) -> None:
+    before = requests_total(incident)
+    run = incident.gate("-m", "phase1", "--remediate", "-n", "2")
+    assert run.returncode == 4
+    assert "Remediation refuses to run under pytest-xdist" in run.output
+    assert requests_total(incident) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "expected"),
+    [
+        ("[targets.sim\nproject = 1", "sim", "is not valid TOML"),
+        (None, "prod", "Unknown target 'prod'"),
+        ('[targets.sim]\nregion = "us-central1"\nservices = [{ name = "a" }]\n', "sim", "targets.sim.project: Field required"),
+        ('[targets.sim]\nproject = "p"\nregion = "r"\nservices = [{ name = "a" }]\nthreshold = 3\n', "sim",
+         "targets.sim.threshold: unknown key"),
+    ],
+    ids=["invalid-toml", "unknown-target", "missing-field", "misspelt-key"],
+)
+def test_bad_targets_file_is_a_clear_error_before_any_request(
+        incident: Sandbox, text: str | None, target: str, expected: str) -> None:
+    path = incident.targets if text is None else incident.write_targets("bad.toml", text)
+    before = requests_total(incident)
+    run = incident.gate("-m", "phase1", "--remediate", "--yes", target=target, targets=path)
+    assert run.returncode == 4, run.output
+    assert expected in run.output
+    assert "Traceback" not in run.output
+    assert requests_total(incident) == before
+
+
+def test_missing_credentials_names_the_fix(incident: Sandbox, tmp_path) -> None:
+    run = incident.gate("-m", "phase1", target="staging", targets=ROOT / "targets.toml",
+                        env={"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json"),
+                             "NO_GCE_CHECK": "True", "CLOUDSDK_CONFIG": str(tmp_path)})
+    assert run.returncode == 4, run.output
+    assert "REAL INFRASTRUCTURE" in run.output
+    assert "Application Default Credentials, but none were found" in run.output
+    assert "gcloud auth application-default login" in run.output
+    assert "Traceback" not in run.output
+
+
+def test_unreachable_endpoint_is_reported_as_could_not_check(sandbox: Sandbox) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    endpoints = ", ".join(f'{api} = "{closed}"' for api in
+                          ("run", "logging", "sqladmin", "vpcaccess", "compute", "monitoring", "dashboards"))
+    path = sandbox.write_targets("down.toml", f"""
+[targets.down]
+project = "netra-staging"
+region = "us-central1"
+credentials = "anonymous"
+endpoints = {{ {endpoints} }}
+timeouts = {{ api_seconds = 1, probe_seconds = 1 }}
+services = [{{ name = "netra-backend-staging" }}]
+""")
+    run = sandbox.gate("-m", "phase1", target="down", targets=path)
+    assert run.returncode == 1
+    assert f"Cannot reach the run API at {closed}" in run.output
+    assert "CheckError" in run.output and "Traceback" not in run.output
+
+
+def test_phase1_never_imports_compute(incident: Sandbox) -> None:
+    # -s: the import log goes to stderr, which pytest would otherwise capture per test
+    run = incident.gate("-m", "phase1", "-s", python_flags=("-X", "importtime"))
+    assert "google.cloud.run_v2" in run.stderr  # the import log is there…
+    assert "google.cloud.compute_v1" not in run.stderr  # …and the 2.4 s Compute client is not in it

@@ -1,0 +1,322 @@
+"""The remediation engine against a fake phase: order, consent, verification, rollback, journal."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from goldenpath.errors import CheckError
+from goldenpath.remediation.change import Change
+from goldenpath.remediation.journal import Journal
+from goldenpath.remediation.runner import Outcome, Runner
+from goldenpath.verdict import Status, Verdict
+
+
+# ---- builders and fakes ----------------------------------------------------------------------
+
+def route(subject: str) -> Change:
+    return Change(phase=1, step="route", subject=subject, resource=f"services/{subject}",
+                  summary=f"route {subject}", before={"traffic": "old"}, after={"traffic": "new"},
+                  reversible=True, payload={"service": subject})
+
+
+def delete(subject: str) -> Change:
+    return Change(phase=1, step="delete", subject=subject, resource=f"services/{subject}/revisions/old",
+                  summary=f"delete old revision of {subject}", before={"state": "exists"},
+                  after={"state": "deleted"}, reversible=False, after_verification=True,
+                  payload={"service": subject, "revision": "old", "spec": {"image": "x"}})
+
+
+def verdict(status: Status, subject: str = "svc-a", reason: str = "") -> Verdict:
+    return Verdict("single_active_revision", subject, status, reason or f"{subject}: {status.value}")
+
+
+PASS, FAIL, INCONCLUSIVE = (verdict(Status.PASS),), (verdict(Status.FAIL, reason="svc-a: still 50/50"),), \
+    (verdict(Status.INCONCLUSIVE, reason="svc-a: too little traffic"),)
+
+
+@dataclass
+class FakeExecutor:
+    step: str
+    calls: list[tuple[str, str]]
+    fail_on: set[str] = field(default_factory=set)      # summaries whose apply raises
+    restores: bool = True
+    rollback_raises: bool = False
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        self.calls.append(("apply", change.summary))
+        if change.summary in self.fail_on:
+            raise RuntimeError("boom")
+        return {"applied": change.summary, "etag": "after"}
+
+    def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("rollback", change.summary))
+        assert applied == {"applied": change.summary, "etag": "after"}  # the apply's own result
+        if self.rollback_raises:
+            raise RuntimeError("rollback refused")
+        return {"restored": change.summary}
+
+    def restored(self, change: Change) -> tuple[bool, str]:
+        self.calls.append(("restored", change.summary))
+        return self.restores, "serves old 50 %, new 50 %" if self.restores else "still serves new 100 %"
+
+
+class FakeRemedy:
+    phase = 1
+    title = "Phase 1: fake"
+
+    def __init__(self, changes: list[Change], verifications: list[tuple[Verdict, ...]] | None = None,
+                 **executor_options: Any) -> None:
+        self.changes = changes
+        self.verifications = list(verifications or [])
+        self.calls: list[tuple[str, str]] = []
+        self.executors = {step: FakeExecutor(step, self.calls, **executor_options) for step in ("route", "delete")}
+        self.verified: list[tuple[list[str], bool]] = []
+        self.invalidated = 0
+        self.escalated: list[tuple[list[Verdict], bool]] = []
+
+    def plan(self) -> list[Change]:
+        return list(self.changes)
+
+    def executor(self, step: str) -> FakeExecutor:
+        return self.executors[step]
+
+    def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
+        self.verified.append(([c.summary for c in changes], final))
+        return list(self.verifications.pop(0) if self.verifications else PASS)
+
+    def escalation(self, failed: list[Verdict], restored: bool) -> str:
+        self.escalated.append((failed, restored))
+        return f"ESCALATE phase 1 (restored={restored}): " + "; ".join(v.reason for v in failed)
+
+    def invalidate(self) -> None:
+        self.invalidated += 1
+
+    @property
+    def applied(self) -> list[str]:
+        return [s for kind, s in self.calls if kind == "apply"]
+
+    @property
+    def rolled_back(self) -> list[str]:
+        return [s for kind, s in self.calls if kind == "rollback"]
+
+
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "reports" / "journal.jsonl", target="sim", identity="tester", run_id="run-1")
+
+
+def records(j: Journal) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in j.path.read_text().splitlines()]
+
+
+def events(j: Journal) -> list[tuple[str, str]]:
+    return [(r["event"], r["summary"]) for r in records(j)]
+
+
+def run(remedy: FakeRemedy, j: Journal, mode: str = "apply", *, consent: bool = True,
+        rollback: bool = True) -> Outcome:
+    return Runner(remedy, j, consent=consent, rollback=rollback).run(mode)  # type: ignore[arg-type]
+
+
+# ---- plan mode -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["plan", "off"])
+def test_plan_mode_changes_nothing(tmp_path: Path, mode: str) -> None:
+    remedy = FakeRemedy([route("svc-a"), delete("svc-a")])
+    j = journal(tmp_path)
+    out = run(remedy, j, mode)
+    assert out.plan == remedy.changes
+    assert out.applied == [] and out.skipped == [] and out.rolled_back == []
+    assert remedy.calls == [] and remedy.verified == []
+    assert not j.path.exists()
+    if mode == "plan":
+        assert out.lines()[0] == "phase 1: plan only, nothing changed (2 change(s) planned)"
+
+
+def test_empty_plan_applies_and_verifies_nothing(tmp_path: Path) -> None:
+    remedy = FakeRemedy([])
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert remedy.calls == [] and remedy.verified == []
+    assert out.lines() == ["phase 1: nothing to change"]
+    assert not j.path.exists()
+
+
+# ---- apply -----------------------------------------------------------------------------------
+
+def test_apply_all_passing_with_consent_applies_immediate_then_deferred(tmp_path: Path) -> None:
+    changes = [route("svc-a"), delete("svc-a"), route("svc-b")]
+    remedy = FakeRemedy(changes, [PASS, PASS])
+    j = journal(tmp_path)
+    out = run(remedy, j, consent=True)
+    assert remedy.applied == ["route svc-a", "route svc-b", "delete old revision of svc-a"]
+    assert [c.summary for c in out.applied] == remedy.applied
+    assert out.skipped == [] and out.rolled_back == [] and out.escalations == []
+    assert out.rollback_verified is None and out.error is None
+    # verified once before the deletion, once after it (final)
+    assert remedy.verified == [(["route svc-a", "route svc-b"], False),
+                               (["route svc-a", "route svc-b", "delete old revision of svc-a"], True)]
+    assert out.lines()[0] == "phase 1: 3 applied, 0 skipped, 0 rolled back"
+
+
+def test_without_consent_the_irreversible_deletion_is_skipped(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), delete("svc-a")], [PASS])
+    out = run(remedy, journal(tmp_path), consent=False)
+    assert remedy.applied == ["route svc-a"]
+    assert [c.summary for c in out.applied] == ["route svc-a"]
+    [(skipped, why)] = out.skipped
+    assert skipped.summary == "delete old revision of svc-a"
+    assert "--yes" in why and "irreversible" in why
+    assert remedy.verified == [(["route svc-a"], False)]  # no final verification: nothing deferred ran
+
+
+def test_deferred_only_plan_is_still_verified_before_deleting(tmp_path: Path) -> None:
+    remedy = FakeRemedy([delete("svc-a")], [FAIL])
+    out = run(remedy, journal(tmp_path), consent=True)
+    assert remedy.applied == []
+    assert remedy.verified == [(["delete old revision of svc-a"], False)]
+    [(_, why)] = out.skipped
+    assert "still fail" in why and "still 50/50" in why
+    assert out.rolled_back == []  # nothing was applied, so nothing to roll back
+
+
+def test_verification_failure_rolls_back_in_reverse_order(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), route("svc-b"), delete("svc-a")], [FAIL])
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert remedy.applied == ["route svc-a", "route svc-b"]  # the deletion never ran
+    assert remedy.rolled_back == ["route svc-b", "route svc-a"]
+    assert [c.summary for c in out.rolled_back] == ["route svc-b", "route svc-a"]
+    assert out.rollback_verified is True
+    assert out.escalations and out.escalations[0].startswith("ESCALATE phase 1 (restored=True)")
+    assert "still 50/50" in out.escalations[0]
+    assert remedy.escalated[0][1] is True
+    assert events(j)[4:] == [
+        ("rollback.before", "route svc-b"), ("rollback.after", "route svc-b"),
+        ("rollback.before", "route svc-a"), ("rollback.after", "route svc-a"),
+        ("rollback.verified", "route svc-b"), ("rollback.verified", "route svc-a"),
+    ]
+    assert "  rollback verified: yes" in out.lines()
+
+
+def test_rollback_that_does_not_restore_is_reported(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")], [FAIL], restores=False)
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert remedy.rolled_back == ["route svc-a"]
+    assert out.rollback_verified is False
+    assert any("did not restore" in e and "still serves new 100 %" in e for e in out.escalations)
+    assert out.escalations[0].startswith("ESCALATE phase 1 (restored=False)")
+    assert "rollback.unverified" in [e for e, _ in events(j)]
+    assert "  rollback verified: NO" in out.lines()
+
+
+def test_rollback_that_raises_is_not_verified(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")], [FAIL], rollback_raises=True)
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert out.rolled_back == []
+    assert out.rollback_verified is False
+    assert any("rollback of 'route svc-a' failed: rollback refused" in e for e in out.escalations)
+    assert "rollback.failed" in [e for e, _ in events(j)]
+
+
+def test_rollback_disabled_leaves_changes_and_escalates(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), delete("svc-a")], [FAIL])
+    out = run(remedy, journal(tmp_path), rollback=False)
+    assert remedy.applied == ["route svc-a"]
+    assert remedy.rolled_back == []
+    assert out.rolled_back == []
+    assert any("--no-rollback" in e for e in out.escalations)
+    assert out.escalations[0].startswith("ESCALATE phase 1 (restored=False)")
+    assert [c.summary for c, _ in out.skipped] == []  # the deletion is not even considered
+
+
+def test_inconclusive_verification_skips_the_deletion(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), delete("svc-a")], [INCONCLUSIVE])
+    out = run(remedy, journal(tmp_path), consent=True)
+    assert remedy.applied == ["route svc-a"]
+    assert remedy.rolled_back == []
+    [(skipped, why)] = out.skipped
+    assert skipped.step == "delete"
+    assert "inconclusive" in why and "too little traffic" in why
+    assert out.escalations == []
+
+
+def test_final_verification_failure_after_deletion_escalates(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), delete("svc-a")], [PASS, FAIL])
+    out = run(remedy, journal(tmp_path), consent=True)
+    assert remedy.applied == ["route svc-a", "delete old revision of svc-a"]
+    assert remedy.rolled_back == []
+    assert out.escalations and out.escalations[0].startswith("ESCALATE phase 1 (restored=False)")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), CheckError("etag moved")])
+def test_failing_apply_is_journaled_and_earlier_changes_rolled_back(tmp_path: Path, error: Exception) -> None:
+    remedy = FakeRemedy([route("svc-a"), route("svc-b"), route("svc-c")])
+
+    def explode(change: Change) -> dict[str, Any]:
+        remedy.calls.append(("apply", change.summary))
+        if change.subject == "svc-b":
+            raise error
+        return {"applied": change.summary, "etag": "after"}
+
+    remedy.executors["route"].apply = explode  # type: ignore[method-assign]
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert remedy.applied == ["route svc-a", "route svc-b"]  # svc-c is never tried
+    assert [c.summary for c in out.applied] == ["route svc-a"]
+    assert remedy.rolled_back == ["route svc-a"]
+    assert out.rollback_verified is True
+    assert out.error is not None and out.error.startswith("route svc-b: ") and str(error) in out.error
+    assert remedy.verified == []  # no verification after a failed step
+    evs = events(j)
+    assert ("apply.failed", "route svc-b") in evs
+    failed = next(r for r in records(j) if r["event"] == "apply.failed")
+    assert str(error) in failed["error"]
+    assert ("rollback.before", "route svc-a") in evs
+
+
+def test_first_apply_failing_has_nothing_to_roll_back(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), route("svc-b")], fail_on={"route svc-a"})
+    out = run(remedy, journal(tmp_path))
+    assert out.applied == [] and remedy.rolled_back == []
+    assert out.rollback_verified is None
+    assert out.escalations == []
+    assert out.error == "route svc-a: RuntimeError: boom"
+
+
+# ---- the journal -----------------------------------------------------------------------------
+
+def test_journal_records_intent_before_and_result_after_each_change(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), route("svc-b"), delete("svc-a")], [PASS, PASS])
+    j = journal(tmp_path)
+    run(remedy, j, consent=True)
+    recs = records(j)
+    assert [(r["event"], r["summary"]) for r in recs] == [
+        ("apply.before", "route svc-a"), ("apply.after", "route svc-a"),
+        ("apply.before", "route svc-b"), ("apply.after", "route svc-b"),
+        ("apply.before", "delete old revision of svc-a"), ("apply.after", "delete old revision of svc-a"),
+    ]
+    assert recs == j.records
+    first_before, first_after = recs[0], recs[1]
+    assert first_before["before"] == {"traffic": "old"} and first_before["planned"] == {"traffic": "new"}
+    assert first_before["payload"] == {"service": "svc-a"}
+    assert first_after["after"] == {"applied": "route svc-a", "etag": "after"}
+    assert all(r["run"] == "run-1" and r["target"] == "sim" and r["identity"] == "tester" for r in recs)
+    assert all(r["phase"] == 1 for r in recs)
+    deletion = recs[4]
+    assert deletion["payload"]["spec"] == {"image": "x"}  # what a deleted revision looked like
+
+
+def test_outcome_to_json_is_serialisable(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), delete("svc-a")], [PASS])
+    out = run(remedy, journal(tmp_path), consent=False)
+    data = json.loads(json.dumps(out.to_json()))
+    assert data["applied"] == ["route svc-a"]
+    assert data["skipped"][0]["change"] == "delete old revision of svc-a"
+    assert data["verification"] == [PASS[0].line()]
