@@ -25,7 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from goldenpath.twinctl import free_port, twin_target_toml  # noqa: E402
+from goldenpath.twinctl import free_ports, relocate_sim  # noqa: E402
 
 
 def gate(targets: Path, reports: Path) -> tuple[float, int]:
@@ -43,9 +43,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         home = root / "twin"
-        control, data = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        control, data = (f"127.0.0.1:{p}" for p in free_ports(2))
         targets = root / "targets.toml"
-        targets.write_text(twin_target_toml("sim", home, control, data))
+        targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data))
         try:
             cold, _ = gate(targets, root / "reports")
             print(f"first run, twin started on demand: {cold:.2f} s")

@@ -19,7 +19,7 @@ class TrafficShare:
 
 @dataclass(frozen=True)
 class ServiceState:
-    name: str            # short name, e.g. netra-backend-staging
+    name: str            # short name (the last part of full_name)
     full_name: str       # projects/…/locations/…/services/…
     serving: tuple[TrafficShare, ...]    # traffic_statuses: what is served now
     requested: tuple[TrafficShare, ...]  # traffic: what was asked for

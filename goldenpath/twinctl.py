@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from goldenpath.config import Target
+from goldenpath.config import load as load_target
 from goldenpath.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -88,34 +89,24 @@ def reset(target: Target, scenario: str | None = None) -> dict[str, Any]:
     return resp.json()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (every socket is held open until each has its port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
-def twin_target_toml(name: str, home: Path, control: str, data: str, extra: str = "",
-                    scenario: str = "incident-1278", thresholds: str = "") -> str:
-    """A twin target shaped like the repository's `sim`, on the given ports (selftests, benchmarks)."""
-    hosts = ["api.staging.netrasystems.ai", "api-staging.netrasystems.ai", "auth.staging.netrasystems.ai"]
-    resolve = "\n".join(f'"{h}:443" = "{data}"' for h in hosts)
-    return f"""
-[targets.{name}]
-project = "netra-staging"
-region = "us-central1"
-credentials = "anonymous"
-ca_bundle = "{home / 'ca.pem'}"
-{extra}
-services = [
-  {{ name = "netra-backend-staging", health_url = "https://api.staging.netrasystems.ai/health" }},
-  {{ name = "auth-service-staging" }},
-]
-[targets.{name}.twin]
-home = "{home}"
-control = "{control}"
-data = "{data}"
-scenario = "{scenario}"
-[targets.{name}.resolve]
-{resolve}
-{thresholds}
-"""
+def relocate_sim(source: Path, home: Path, control: str, data: str) -> str:
+    """The text of a targets file whose `sim` twin is moved to other ports and another home.
+
+    Selftests and benchmarks run the shipped `sim` target this way, beside a developer's own twin.
+    """
+    twin = load_target(source, "sim").twin
+    assert twin is not None
+    text = source.read_text().replace(twin.control, control).replace(twin.data, data)
+    return text.replace(f'"{twin.home}', f'"{home}')  # the home and the CA bundle inside it

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from goldenpath.twinctl import free_port, twin_target_toml
+from goldenpath.twinctl import free_ports, relocate_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "twin" / "scenarios"
@@ -95,9 +95,10 @@ class Sandbox:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     root = tmp_path_factory.mktemp("gate")
     home = root / "twin-home"
-    control, data = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    control, data = (f"127.0.0.1:{p}" for p in free_ports(2))
     targets = root / "targets.toml"
-    targets.write_text(twin_target_toml("sim", home, control, data, extra="remediation_allowed = true"))
+    # The shipped `sim` target itself, moved to free ports and a temporary home.
+    targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data))
     box = Sandbox(root, targets, home, root / "reports", control, data)
     yield box
     # The gate leaves the twin running on purpose (the world persists between runs); stop ours.

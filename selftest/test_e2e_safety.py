@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goldenpath.twinctl import free_port, twin_target_toml
+from goldenpath.twinctl import free_ports
 from selftest.conftest import ROOT, Sandbox
 
 
@@ -14,16 +14,16 @@ def requests_total(box: Sandbox) -> int:
 
 
 def test_target_without_remediation_allowed_is_refused(incident: Sandbox) -> None:
-    locked = incident.write_targets("locked.toml", twin_target_toml(
-        "locked", incident.home, incident.control, incident.data))
+    locked = incident.write_targets("locked.toml", incident.targets.read_text().replace(
+        "remediation_allowed = true", "remediation_allowed = false"))
     before = requests_total(incident)
-    run = incident.gate("-m", "phase1", "--remediate", target="locked", targets=locked)
+    run = incident.gate("-m", "phase1", "--remediate", targets=locked)
     assert run.returncode == 4
-    assert "Target 'locked' does not allow remediation: nothing was changed" in run.output
+    assert "Target 'sim' does not allow remediation: nothing was changed" in run.output
     assert "remediation_allowed = true" in run.output
     assert requests_total(incident) == before
     # plan mode is a preview, so it is allowed on any target
-    plan = incident.gate("-m", "phase1", "--remediate=plan", target="locked", targets=locked)
+    plan = incident.gate("-m", "phase1", "--remediate=plan", targets=locked)
     assert "nothing was changed" in plan.output and incident.writes() == 0
 
 
@@ -69,7 +69,7 @@ def test_missing_credentials_names_the_fix(incident: Sandbox, tmp_path) -> None:
 
 
 def test_unreachable_endpoint_is_reported_as_could_not_check(sandbox: Sandbox) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{free_ports(1)[0]}"
     endpoints = ", ".join(f'{api} = "{closed}"' for api in
                           ("run", "logging", "sqladmin", "vpcaccess", "compute", "monitoring", "dashboards"))
     path = sandbox.write_targets("down.toml", f"""

@@ -18,7 +18,6 @@ import functools
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from google.cloud.logging_v2.types import ListLogEntriesResponse
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
+from goldenpath.twinctl import free_ports
 from twin.server import ROUTES, ApiRoute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,18 +106,6 @@ def test_write_route_is_not_a_get(route: ApiRoute) -> None:
 
 
 # ---- the twin under test ---------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all sockets are held open until each has its port)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, deadline_s: float = 30.0) -> None:

@@ -1,7 +1,7 @@
 """Phase 1 remediation: one revision serves 100 %, then the superseded revisions go.
 
 Runbook: "Resolve Dual Revision Deployment State" and "If Phase 1 Fails". Where the runbook names
-revisions literally (00750-69k), the plan uses what Cloud Run reports: the latest *ready* revision
+revisions literally, the plan uses what Cloud Run reports: the latest *ready* revision
 gets the traffic, and only revisions that held traffic or minimum instances are deleted.
 """
 

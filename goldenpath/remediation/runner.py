@@ -49,6 +49,7 @@ class Outcome:
     rollback_verified: bool | None = None
     escalations: list[str] = field(default_factory=list)
     error: str | None = None
+    refused: str | None = None
 
     def lines(self) -> list[str]:
         if self.mode == "plan":
@@ -59,6 +60,8 @@ class Outcome:
             head = (f"phase {self.phase}: {len(self.applied)} applied, {len(self.skipped)} skipped, "
                     f"{len(self.rolled_back)} rolled back")
         out = [head]
+        if self.refused:
+            out.append(f"  refused: {self.refused}")
         out += [f"  applied: {c.summary}" for c in self.applied]
         out += [f"  skipped: {c.summary} — {why}" for c, why in self.skipped]
         out += [f"  rolled back: {c.summary}" for c in self.rolled_back]
@@ -80,6 +83,7 @@ class Outcome:
             "verification": [v.line() for v in self.verification],
             "escalations": self.escalations,
             "error": self.error,
+            "refused": self.refused,
         }
 
 
@@ -96,9 +100,17 @@ class Runner:
         self.rollback_enabled = rollback
         self._results: dict[int, dict[str, Any]] = {}
 
-    def run(self, mode: Mode) -> Outcome:
+    def run(self, mode: Mode, earlier: list[Verdict] | None = None) -> Outcome:
+        """Run the phase; ``earlier`` are the verdicts of the phases before it ("DO NOT SKIP STEPS")."""
         plan = self.remedy.plan()
         out = Outcome(self.remedy.phase, mode, plan)
+        failing = [v for v in earlier or [] if v.status is Status.FAIL]
+        if failing and plan and mode != "off":
+            out.refused = (f"phase {self.remedy.phase} remediation does not run while an earlier phase fails "
+                           f"(runbook: DO NOT SKIP STEPS): {'; '.join(v.reason for v in failing[:3])}. Fix that "
+                           "phase first (e.g. pytest -m phase1 --remediate).")
+            if mode == "apply":
+                return out
         if mode != "apply" or not plan:
             return out
         immediate = [c for c in plan if not c.after_verification]

@@ -320,3 +320,27 @@ def test_outcome_to_json_is_serialisable(tmp_path: Path) -> None:
     assert data["applied"] == ["route svc-a"]
     assert data["skipped"][0]["change"] == "delete old revision of svc-a"
     assert data["verification"] == [PASS[0].line()]
+
+
+# ---- DO NOT SKIP STEPS: a later phase waits for the earlier ones ------------------------------
+
+def test_apply_is_refused_while_an_earlier_phase_fails(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")])
+    j = journal(tmp_path)
+    out = Runner(remedy, j, consent=True, rollback=True).run("apply", earlier=list(FAIL))
+    assert out.refused and "DO NOT SKIP STEPS" in out.refused and "still 50/50" in out.refused
+    assert remedy.calls == [] and not j.path.exists()
+    assert any("refused" in line for line in out.lines())
+
+
+def test_plan_still_shows_the_changes_but_says_apply_would_be_refused(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")])
+    out = Runner(remedy, journal(tmp_path), consent=True, rollback=True).run("plan", earlier=list(FAIL))
+    assert out.plan and out.refused and remedy.calls == []
+
+
+def test_passing_or_inconclusive_earlier_phases_do_not_block(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")])
+    out = Runner(remedy, journal(tmp_path), consent=True, rollback=True).run(
+        "apply", earlier=list(PASS + INCONCLUSIVE))
+    assert out.refused is None and remedy.applied == ["route svc-a"]
