@@ -43,9 +43,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         home = root / "twin"
-        control, data = (f"127.0.0.1:{p}" for p in free_ports(2))
+        control, data, grpc = (f"127.0.0.1:{p}" for p in free_ports(3))
         targets = root / "targets.toml"
-        targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data))
+        targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data, grpc))
         try:
             cold, _ = gate(targets, root / "reports")
             print(f"first run, twin started on demand: {cold:.2f} s")

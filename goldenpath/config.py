@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from goldenpath.errors import ConfigError
 
 APIS = ("run", "logging", "sqladmin", "vpcaccess", "compute", "monitoring", "dashboards")
+# These client libraries speak gRPC only (no REST transport in the locked versions); an http://
+# endpoint for them means plaintext gRPC, which is allowed on loopback only (the twin).
+GRPC_APIS = ("sqladmin", "monitoring")
 
 
 class _Strict(BaseModel):
@@ -30,6 +33,12 @@ class Thresholds(_Strict):
     burst_size: int = Field(20, ge=1, le=200, description="concurrent requests in a health burst")
     min_requests: int = Field(20, ge=1, description="request-log entries needed for a conclusive 503 verdict")
     log_window_minutes: int = Field(60, ge=1, description="how far back the request log is read at most")
+    db_utilization: float = Field(0.75, gt=0, le=1, description="connections in use / max_connections must stay below")
+    db_escalation: float = Field(0.90, gt=0, le=1, description="above this after remediation: escalate")
+    metric_window_minutes: int = Field(10, ge=1, description="how far back metrics are read")
+    min_points: int = Field(3, ge=1, description="metric points needed for a conclusive verdict")
+    connector_log_minutes: int = Field(15, ge=1, description="window for connector error logs")
+    certificate_min_days: float = Field(21, ge=0, description="a certificate must be valid at least this long")
 
 
 class Timeouts(_Strict):
@@ -50,13 +59,38 @@ class Service(_Strict):
         return v
 
 
+class Connector(_Strict):
+    """The VPC connector and the capacity the target expects of it."""
+
+    name: str
+    min_instances: int = Field(2, ge=2, le=9, description="the API allows 2-9")
+    max_instances: int = Field(10, ge=3, le=10, description="the API allows 3-10")
+    machine_type: str | None = Field(None, description="expected machine type; None keeps the current one")
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> "Connector":
+        if self.min_instances >= self.max_instances:
+            raise ValueError("min_instances must be below max_instances (Serverless VPC Access requires it)")
+        return self
+
+
+class Database(_Strict):
+    instance: str
+    max_connections: int | None = Field(None, ge=14, description="the max_connections flag remediation sets")
+
+
+class Certificate(_Strict):
+    name: str
+
+
 class Twin(_Strict):
     home: str = ".twin"
     control: str = "127.0.0.1:18780"
     data: str = "127.0.0.1:18743"
+    grpc: str = "127.0.0.1:18781"
     scenario: str = "incident-1278"
 
-    @field_validator("control", "data")
+    @field_validator("control", "data", "grpc")
     @classmethod
     def _loopback(cls, v: str) -> str:
         host, _, port = v.rpartition(":")
@@ -78,10 +112,9 @@ class Target(_Strict):
     thresholds: Thresholds = Thresholds()
     timeouts: Timeouts = Timeouts()
     twin: Twin | None = None
-    # Phase 2+ resources are named here so later phases read them from one place.
-    connector: str | None = None
-    sql_instance: str | None = None
-    certificate: str | None = None
+    connector: Connector | None = None
+    database: Database | None = None
+    certificate: Certificate | None = None
     domains: list[str] = []
 
     # Filled in by load(): which entry of which file this is.
@@ -131,7 +164,7 @@ class Target(_Strict):
         if api in self.endpoints:
             return self.endpoints[api]
         if self.twin is not None:
-            return f"http://{self.twin.control}"
+            return f"http://{self.twin.grpc if api in GRPC_APIS else self.twin.control}"
         return ""  # the client library's default (Google)
 
     def service(self, name: str) -> Service:

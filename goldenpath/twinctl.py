@@ -50,7 +50,7 @@ def ensure_running(target: Target) -> dict[str, Any]:
     home.mkdir(parents=True, exist_ok=True)
     log = (home / "twin.log").open("ab")
     cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve",
-           "--control", tw.control, "--data", tw.data, "--scenario", tw.scenario]
+           "--control", tw.control, "--data", tw.data, "--grpc", tw.grpc, "--scenario", tw.scenario]
     # A session of its own: the twin must survive this pytest run, its world with it.
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True,
@@ -101,12 +101,12 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def relocate_sim(source: Path, home: Path, control: str, data: str) -> str:
+def relocate_sim(source: Path, home: Path, control: str, data: str, grpc: str) -> str:
     """The text of a targets file whose `sim` twin is moved to other ports and another home.
 
     Selftests and benchmarks run the shipped `sim` target this way, beside a developer's own twin.
     """
     twin = load_target(source, "sim").twin
     assert twin is not None
-    text = source.read_text().replace(twin.control, control).replace(twin.data, data)
+    text = source.read_text().replace(twin.control, control).replace(twin.data, data).replace(twin.grpc, grpc)
     return text.replace(f'"{twin.home}', f'"{home}')  # the home and the CA bundle inside it

@@ -95,10 +95,10 @@ class Sandbox:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     root = tmp_path_factory.mktemp("gate")
     home = root / "twin-home"
-    control, data = (f"127.0.0.1:{p}" for p in free_ports(2))
+    control, data, grpc = (f"127.0.0.1:{p}" for p in free_ports(3))
     targets = root / "targets.toml"
     # The shipped `sim` target itself, moved to free ports and a temporary home.
-    targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data))
+    targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data, grpc))
     box = Sandbox(root, targets, home, root / "reports", control, data)
     yield box
     # The gate leaves the twin running on purpose (the world persists between runs); stop ours.

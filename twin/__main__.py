@@ -17,6 +17,7 @@ from typing import Any
 DEFAULT_HOME = Path(os.environ.get("GOLDENPATH_TWIN_HOME", Path(__file__).resolve().parent.parent / ".twin"))
 DEFAULT_CONTROL = "127.0.0.1:18780"
 DEFAULT_DATA = "127.0.0.1:18743"
+DEFAULT_GRPC = "127.0.0.1:18781"
 SERVER_FILE = "server.json"
 
 
@@ -56,6 +57,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from twin import certs
+    from twin.grpcserver import serve_grpc
     from twin.server import Twin, control_app, data_app
 
     home: Path = args.home
@@ -65,7 +67,7 @@ def serve(args: argparse.Namespace) -> int:
     twin = Twin(home, args.scenario)
     ca = certs.load_ca(home)
     hosts = [h for s in twin.world.state["services"].values() for h in s["hosts"]] or ["localhost"]
-    (chost, cport), (dhost, dport) = args.control, args.data
+    (chost, cport), (dhost, dport), (ghost, gport) = args.control, args.data, args.grpc
     control = uvicorn.Server(uvicorn.Config(control_app(twin), host=chost, port=cport, log_level="warning",
                                             lifespan="off"))
     data_cfg = uvicorn.Config(data_app(twin), host=dhost, port=dport, log_level="warning", lifespan="off",
@@ -77,12 +79,13 @@ def serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         flusher = asyncio.create_task(twin.flush_forever())
         info = {"pid": os.getpid(), "control": f"{chost}:{cport}", "data": f"{dhost}:{dport}",
-                "ca": str(home / certs.CA_CERT)}
+                "grpc": f"{ghost}:{gport}", "ca": str(home / certs.CA_CERT)}
         (home / SERVER_FILE).write_text(json.dumps(info))
-        print(f"twin: control plane http://{chost}:{cport}  data plane https://{dhost}:{dport}  "
+        print(f"twin: control plane http://{chost}:{cport} (REST), {ghost}:{gport} (gRPC)  "
+              f"data plane https://{dhost}:{dport}  "
               f"scenario {twin.world.state['scenario']}  home {home}", flush=True)
         try:
-            await asyncio.gather(control.serve(), data.serve())
+            await asyncio.gather(control.serve(), data.serve(), serve_grpc(twin, ghost, gport, control))
         finally:
             flusher.cancel()
             twin.world.save()
@@ -162,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", help="scenario for a new world (an existing world is kept until reset)")
     p.add_argument("--control", type=_addr, default=_addr(DEFAULT_CONTROL), help="control plane address")
     p.add_argument("--data", type=_addr, default=_addr(DEFAULT_DATA), help="data plane (TLS) address")
+    p.add_argument("--grpc", type=_addr, default=_addr(DEFAULT_GRPC),
+                   help="gRPC address (Cloud SQL Admin and Monitoring have no REST transport in their clients)")
     p.set_defaults(func=serve)
     p = sub.add_parser("reset", help="put the world back to a scenario (default incident-1278)")
     p.add_argument("--scenario", help="a built-in scenario name or the path of a scenario file")

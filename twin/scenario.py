@@ -53,9 +53,48 @@ class TrafficSpec(_Strict):
     percent: int = Field(ge=0, le=100)
 
 
+class ConnectorSpec(_Strict):
+    """A Serverless VPC Access connector and the traffic it carries."""
+
+    name: str
+    state: str = "READY"               # READY | ERROR | … (the API's Connector.State names)
+    machine_type: str = "e2-micro"
+    min_instances: int = Field(2, ge=2, le=9)
+    max_instances: int = Field(3, ge=3, le=10)
+    network: str = "default"
+    ip_cidr_range: str = "10.8.0.0/28"
+    load_mbps: float = Field(0, ge=0)  # egress through it; above capacity it drops connections
+    errors_per_minute: int = Field(4, ge=0)  # error log entries (code 10035) while overloaded or not READY
+
+
+class SqlSpec(_Strict):
+    """A Cloud SQL for PostgreSQL instance and its connection load."""
+
+    name: str
+    database_version: str = "POSTGRES_15"
+    tier: str = "db-custom-2-7680"
+    flags: dict[str, str] = {}
+    settings_version: int = Field(1, ge=1)
+    backends: int = Field(0, ge=0)        # connections in use (num_backends)
+    # > 0: after a max_connections change the application's pools grow to this share of the new max
+    # (the "utilization stays above 90 %" scenario); 0: the number of backends stays as it is.
+    backends_follow_max: float = Field(0, ge=0, le=1.5)
+    restart_seconds: float = Field(3, ge=0)
+
+
+class CertificateSpec(_Strict):
+    """A Compute Engine SSL certificate, and what the data plane serves for its domains."""
+
+    name: str
+    domains: list[str]
+    status: str = "ACTIVE"               # managed status: ACTIVE | PROVISIONING | FAILED_NOT_VISIBLE | …
+    expires_in_days: float = 60
+
+
 class ServiceSpec(_Strict):
     name: str
     hosts: list[str] = []
+    vpc_connector: str | None = None     # the connector its egress goes through
     updated_minutes_ago: float = 60
     traffic: list[TrafficSpec]
     revisions: list[RevisionSpec]
@@ -80,6 +119,9 @@ class Scenario(_Strict):
     contention: Contention = Contention()
     history: History = History()
     services: list[ServiceSpec]
+    connector: ConnectorSpec | None = None
+    sql: SqlSpec | None = None
+    certificates: list[CertificateSpec] = []
 
 
 def available() -> list[str]:

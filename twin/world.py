@@ -97,16 +97,20 @@ class World:
             "revisions": {},
             "operations": {},
             "request_log": [],
+            "connectors": {},
+            "sql_instances": {},
+            "certificates": {},
             "counters": {},
             "requests": {"reads": 0, "writes": 0, "by_method": {}},
         }
         for svc in sc.services:
             revs = sorted(svc.revisions, key=lambda r: -r.created_minutes_ago)
+            connector = f"{base}/connectors/{svc.vpc_connector}" if svc.vpc_connector else None
             for rev in revs:
                 st["revisions"][rev.name] = {
                     "service": svc.name,
                     "broken": rev.broken,
-                    "resource": encode.revision(_revision_resource(base, svc.name, rev, now)),
+                    "resource": encode.revision(_revision_resource(base, svc.name, rev, now, connector)),
                 }
             latest = revs[-1].name
             updated = now - svc.updated_minutes_ago * 60
@@ -144,6 +148,72 @@ class World:
             }
             st["services"][svc.name] = {"hosts": list(svc.hosts), "resource": encode.service(resource)}
             st["counters"][svc.name] = 0
+        if sc.connector is not None:
+            c = sc.connector
+            st["connectors"][c.name] = {
+                "resource": {
+                    "name": f"{base}/connectors/{c.name}",
+                    "network": c.network,
+                    "ipCidrRange": c.ip_cidr_range,
+                    "state": c.state,
+                    "machineType": c.machine_type,
+                    "minInstances": c.min_instances,
+                    "maxInstances": c.max_instances,
+                    "minThroughput": c.min_instances * 100,
+                    "maxThroughput": c.max_instances * 100,
+                    "connectedProjects": [sc.project],
+                },
+                "load_mbps": c.load_mbps,
+                "errors_per_minute": c.errors_per_minute,
+            }
+        if sc.sql is not None:
+            q = sc.sql
+            st["sql_instances"][q.name] = {
+                "resource": {
+                    "kind": "sql#instance",
+                    "name": q.name,
+                    "project": sc.project,
+                    "region": sc.region,
+                    "gceZone": f"{sc.region}-a",
+                    "databaseVersion": q.database_version,
+                    "state": "RUNNABLE",
+                    "backendType": "SECOND_GEN",
+                    "instanceType": "CLOUD_SQL_INSTANCE",
+                    "connectionName": f"{sc.project}:{sc.region}:{q.name}",
+                    "settings": {
+                        "kind": "sql#settings",
+                        "tier": q.tier,
+                        "settingsVersion": str(q.settings_version),
+                        "activationPolicy": "ALWAYS",
+                        "availabilityType": "ZONAL",
+                        "dataDiskSizeGb": "100",
+                        "databaseFlags": [{"name": k, "value": v} for k, v in q.flags.items()],
+                    },
+                },
+                # (time, num_backends) from this moment on; the metric is generated from it
+                "backends_history": [[now - 6 * 3600, q.backends]],
+                "backends_follow_max": q.backends_follow_max,
+                "restart_seconds": q.restart_seconds,
+                "restarting_until": 0.0,
+            }
+        for cert in sc.certificates:
+            st["certificates"][cert.name] = {
+                "resource": {
+                    "kind": "compute#sslCertificate",
+                    "id": str(int(hashlib.sha1(cert.name.encode()).hexdigest()[:12], 16)),
+                    "creationTimestamp": rfc3339(now - 90 * 86400),
+                    "name": cert.name,
+                    "selfLink": f"https://www.googleapis.com/compute/v1/projects/{sc.project}/global/sslCertificates/{cert.name}",
+                    "type": "MANAGED",
+                    "managed": {
+                        "domains": list(cert.domains),
+                        "status": cert.status,
+                        "domainStatus": {d: "ACTIVE" if cert.status == "ACTIVE" else "PROVISIONING" for d in cert.domains},
+                    },
+                    "subjectAlternativeNames": list(cert.domains),
+                    "expireTime": rfc3339(now + cert.expires_in_days * 86400),
+                },
+            }
         self.state = st
         self._seed_history(sc, now)
         self.dirty = True
@@ -493,10 +563,13 @@ def _condition(kind: str, state: str, at: float) -> dict[str, Any]:
     return {"type": kind, "state": state, "lastTransitionTime": rfc3339(at)}
 
 
-def _revision_resource(base: str, service: str, rev: scenarios.RevisionSpec, now: float) -> dict[str, Any]:
+def _revision_resource(base: str, service: str, rev: scenarios.RevisionSpec, now: float,
+                       connector: str | None) -> dict[str, Any]:
     created = now - rev.created_minutes_ago * 60
     uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{base}/services/{service}/revisions/{rev.name}"))
+    vpc = {"vpcAccess": {"connector": connector, "egress": "PRIVATE_RANGES_ONLY"}} if connector else {}
     return {
+        **vpc,
         "name": f"{base}/services/{service}/revisions/{rev.name}",
         "uid": uid,
         "generation": "1",
@@ -519,7 +592,9 @@ def _revision_resource(base: str, service: str, rev: scenarios.RevisionSpec, now
 
 
 def _template_from_revision(rev: dict[str, Any]) -> dict[str, Any]:
+    vpc = {"vpcAccess": dict(rev["vpcAccess"])} if rev.get("vpcAccess") else {}
     return {
+        **vpc,
         "scaling": dict(rev["scaling"]),
         "containers": [dict(c) for c in rev["containers"]],
         "maxInstanceRequestConcurrency": rev["maxInstanceRequestConcurrency"],
@@ -535,7 +610,9 @@ def _comparable_template(t: dict[str, Any]) -> str:
 
 def _revision_from_template(service_name: str, rev_name: str, template: dict[str, Any], now: float) -> dict[str, Any]:
     uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{service_name}/revisions/{rev_name}"))
+    vpc = {"vpcAccess": dict(template["vpcAccess"])} if template.get("vpcAccess") else {}
     return {
+        **vpc,
         "name": f"{service_name}/revisions/{rev_name}",
         "uid": uid,
         "generation": "1",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from goldenpath.config import APIS, Target, Thresholds, load, parse_address
+from goldenpath.config import APIS, GRPC_APIS, Target, Thresholds, load, parse_address
 from goldenpath.errors import ConfigError
 
 REPO_TARGETS = Path(__file__).resolve().parents[2] / "targets.toml"
@@ -192,7 +192,9 @@ def test_repository_sim_target_is_the_twin() -> None:
     t = load(REPO_TARGETS, "sim")
     assert t.is_twin and t.credentials == "anonymous" and t.remediation_allowed
     assert t.project == "netra-staging" and t.region == "us-central1"
-    assert all(t.endpoint(api) == f"http://{t.twin.control}" for api in APIS)  # type: ignore[union-attr]
+    assert t.twin is not None
+    # REST APIs on the control plane; the gRPC-only ones on the twin's gRPC port
+    assert all(t.endpoint(api) == f"http://{t.twin.grpc if api in GRPC_APIS else t.twin.control}" for api in APIS)
     assert parse_address(t.resolve["api.staging.netrasystems.ai:443"]) == ("127.0.0.1", 18743)
 
 
@@ -205,8 +207,23 @@ def test_repository_staging_target_names() -> None:
     assert t.service("netra-backend-staging").health_url == "https://api.staging.netrasystems.ai/health"
     assert t.credentials == "adc" and not t.is_twin
     assert not t.remediation_allowed  # read-only unless the team agrees
-    assert (t.connector, t.sql_instance, t.certificate) == (
+    assert t.connector is not None and t.database is not None and t.certificate is not None
+    assert (t.connector.name, t.database.instance, t.certificate.name) == (
         "staging-connector", "netra-staging-db", "staging-ssl-cert")
+    # the runbook's --max-instances=20 is not valid: the target asks for the API's maximum
+    assert (t.connector.min_instances, t.connector.max_instances) == (4, 10)
+    assert t.database.max_connections == 200
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ('{ name = "c", max_instances = 20 }', "less than or equal to 10"),
+    ('{ name = "c", min_instances = 5, max_instances = 4 }', "min_instances must be below max_instances"),
+])
+def test_connector_limits_of_the_real_api_are_config_errors(tmp_path: Path, table: str, message: str) -> None:
+    path = tmp_path / "targets.toml"
+    path.write_text(f'[targets.x]\nproject = "p"\nregion = "r"\nservices = [{{ name = "a" }}]\nconnector = {table}\n')
+    with pytest.raises(ConfigError, match=message):
+        load(path, "x")
 
 
 @pytest.mark.parametrize("addr", ["127.0.0.1:99999", "127.0.0.1:0"])
