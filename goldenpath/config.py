@@ -37,6 +37,8 @@ class Thresholds(_Strict):
     db_escalation: float = Field(0.90, gt=0, le=1, description="above this after remediation: escalate")
     metric_window_minutes: int = Field(10, ge=1, description="how far back metrics are read")
     min_points: int = Field(3, ge=1, description="metric points needed for a conclusive verdict")
+    metric_settle_seconds: float = Field(300, ge=0, description="after a change, wait this long at most for a "
+                                                                   "metric point newer than the change")
     connector_log_minutes: int = Field(15, ge=1, description="window for connector error logs")
     certificate_min_days: float = Field(21, ge=0, description="a certificate must be valid at least this long")
 

@@ -134,3 +134,89 @@ class ApiCall:
     resource: str
     seconds: float
     outcome: str  # "ok" or the error
+
+
+# ---- Phase 2 ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectorState:
+    name: str
+    full_name: str
+    state: str            # READY, ERROR, UPDATING, … (the API's names)
+    machine_type: str
+    min_instances: int
+    max_instances: int
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SqlInstanceState:
+    name: str
+    state: str
+    tier: str
+    settings_version: int
+    flags: tuple[tuple[str, str], ...]  # in the instance's own order
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    def flag(self, name: str) -> str | None:
+        return next((v for k, v in self.flags if k == name), None)
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    metric: str
+    points: tuple[tuple[datetime, float], ...]  # newest first, as Cloud Monitoring returns them
+
+    @property
+    def latest(self) -> float | None:
+        return self.points[0][1] if self.points else None
+
+    @property
+    def peak(self) -> float | None:
+        return max((v for _, v in self.points), default=None)
+
+
+@dataclass(frozen=True)
+class ConnectorLog:
+    connector: str
+    since: datetime
+    errors: int
+    capped: bool
+    code_10035: int       # entries that carry the runbook's error code
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CertificateState:
+    name: str
+    type: str
+    status: str           # managed status, e.g. ACTIVE
+    domains: tuple[str, ...]
+    subject_alt_names: tuple[str, ...]
+    expire_time: datetime | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class TlsResult:
+    """A live TLS handshake to one domain, as a browser would make it."""
+
+    domain: str
+    address: str          # where it connected (after `resolve`)
+    verified: bool        # chain verifies against the CA bundle and the name matches
+    error: str | None
+    subject_alt_names: tuple[str, ...]
+    not_after: datetime | None
+
+
+@dataclass(frozen=True)
+class Phase2Observation:
+    connector: ConnectorState | None
+    connector_users: tuple[str, ...]      # Cloud Run services whose egress goes through it
+    instance: SqlInstanceState | None
+    backends: MetricSeries | None
+    connector_log: ConnectorLog | None
+    certificate: CertificateState | None
+    tls: dict[str, TlsResult]
+    backends_since: datetime | None = None   # the gate's last change to the instance: older points are stale

@@ -7,33 +7,122 @@ asyncio for the probes); only the request log waits, because it must include the
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from goldenpath.config import Service, Target
+from goldenpath.gcp.compute import Compute
 from goldenpath.gcp.logging import CloudLogging
+from goldenpath.gcp.monitoring import Monitoring
 from goldenpath.gcp.run import CloudRun
 from goldenpath.gcp.session import GcpSession
-from goldenpath.observations import ApiCall, Burst, ServiceObservation
-from goldenpath.probes import http
+from goldenpath.gcp.sqladmin import CloudSql
+from goldenpath.gcp.vpcaccess import VpcAccess
+from goldenpath.observations import (
+    ApiCall, Burst, ConnectorLog, ConnectorState, MetricSeries, Phase2Observation, ServiceObservation, TlsResult,
+)
+from goldenpath.probes import http, tls
 
 
 class Observer:
-    def __init__(self, target: Target, session: GcpSession | None = None) -> None:
+    def __init__(self, target: Target, session: GcpSession | None = None, journal: Path | None = None) -> None:
         self.target = target
         self.session = session or GcpSession(target)
+        self.journal = journal
         self.run = CloudRun(self.session)
         self.logging = CloudLogging(self.session)
+        self.vpcaccess = VpcAccess(self.session)
+        self.sql = CloudSql(self.session)
+        self.monitoring = Monitoring(self.session)
+        self.compute = Compute(self.session)
         self._phase1: dict[str, ServiceObservation] | None = None
+        self._phase2: Phase2Observation | None = None
 
     def phase1(self) -> dict[str, ServiceObservation]:
         if self._phase1 is None:
             self._phase1 = asyncio.run(self._gather_phase1())
         return self._phase1
 
+    def phase2(self) -> Phase2Observation:
+        if self._phase2 is None:
+            self._phase2 = asyncio.run(self._gather_phase2())
+        return self._phase2
+
     def invalidate(self) -> None:
         """Forget what was seen: called after every mutation, so nothing is judged on stale data."""
         self._phase1 = None
+        self._phase2 = None
+
+    def last_change(self, resource: str) -> datetime | None:
+        """When the gate last changed ``resource`` on this target, from the journal (None: never)."""
+        if self.journal is None or not self.journal.exists():
+            return None
+        last = None
+        for line in self.journal.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("target") == self.target.name and rec.get("resource") == resource \
+                    and rec.get("event") in ("apply.after", "rollback.after"):
+                last = rec["time"]
+        return datetime.fromisoformat(last) if last else None
+
+    async def _gather_phase2(self) -> Phase2Observation:
+        t = self.target
+
+        async def connector() -> tuple[ConnectorState | None, ConnectorLog | None]:
+            if t.connector is None:
+                return None, None
+            conn = await asyncio.to_thread(self.vpcaccess.get, t.connector.name)
+            floor = datetime.now(timezone.utc) - timedelta(minutes=t.thresholds.connector_log_minutes)
+            changed = self.last_change(conn.full_name)
+            since = max(floor, changed) if changed else floor
+            return conn, await asyncio.to_thread(self.logging.connector_errors, t.connector.name, since)
+
+        async def users() -> tuple[str, ...]:
+            if t.connector is None:
+                return ()
+            services = await asyncio.gather(*(asyncio.to_thread(self.run.get_service, s.name) for s in t.services))
+            return tuple(s.name for s in services
+                         if s.raw.get("template", {}).get("vpcAccess", {}).get("connector", "").endswith(
+                             f"/connectors/{t.connector.name}"))
+
+        db = t.database
+        changed = self.last_change(f"projects/{t.project}/instances/{db.instance}") if db else None
+        (conn, log), using, instance, backends, cert, *tls = await asyncio.gather(
+            connector(), users(),
+            asyncio.to_thread(self.sql.get, db.instance) if db else asyncio.sleep(0, result=None),
+            self._backends(db.instance, changed) if db else asyncio.sleep(0, result=None),
+            asyncio.to_thread(self.compute.certificate, t.certificate.name) if t.certificate
+            else asyncio.sleep(0, result=None),
+            *(self._handshake(d) for d in t.domains),
+        )
+        return Phase2Observation(connector=conn, connector_users=using, instance=instance, backends=backends,
+                                 connector_log=log, certificate=cert, tls={r.domain: r for r in tls},
+                                 backends_since=changed)
+
+    async def _backends(self, instance: str, changed: datetime | None) -> MetricSeries:
+        """num_backends; right after a change, wait (backing off) for a point newer than the change,
+        at most metric_settle_seconds: Cloud Monitoring samples and publishes with a lag."""
+        th = self.target.thresholds
+        deadline = time.monotonic() + th.metric_settle_seconds
+        delay = 0.25
+        while True:
+            series = await asyncio.to_thread(self.monitoring.num_backends, instance, th.metric_window_minutes)
+            fresh = changed is None or (series.points and series.points[0][0] >= changed)
+            if fresh or time.monotonic() + delay > deadline:
+                return series
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+    async def _handshake(self, domain: str) -> TlsResult:
+        t = self.target
+        t0 = time.perf_counter()
+        result = await tls.handshake(domain, resolve_map=t.resolve, ca_bundle=str(t.ca_path) if t.ca_path else None,
+                                     timeout=t.timeouts.probe_seconds)
+        self.session.calls.append(ApiCall("tls", "handshake", f"{domain} via {result.address}",
+                                          time.perf_counter() - t0, "verified" if result.verified else str(result.error)))
+        return result
 
     async def _gather_phase1(self) -> dict[str, ServiceObservation]:
         results = await asyncio.gather(*(self._observe_service(s) for s in self.target.services))

@@ -81,12 +81,15 @@ def normalised(template: str) -> str:
 
 def doc_method(route: ApiRoute) -> dict[str, Any]:
     api = route.method_id.split(".", 1)[0]
-    version = route.path.removeprefix("/").split("/", 1)[0]
+    # The version follows the API's service path, if it has one (/compute/v1/..., but /v2/... for Run).
+    segments = route.path.removeprefix("/").split("/")
+    version = segments[1] if segments[0] == api else segments[0]
     doc = discovery_doc(api, version)
     assert doc["version"] == version
     found = [m for m in discovery_methods(doc) if m["id"] == route.method_id]
     assert len(found) == 1, f"{api}.{version} has {len(found)} methods with id {route.method_id}"
-    return found[0]
+    # flatPath is relative to the service path ("compute/v1/" for Compute, "" for the others).
+    return {**found[0], "flatPath": doc["servicePath"] + found[0]["flatPath"]}
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[r.method_id for r in ROUTES])
@@ -138,10 +141,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A real twin subprocess on free loopback ports, in a temporary home; yields its control plane."""
     home = tmp_path_factory.mktemp("twin-contract")
-    cport, dport = free_ports(2)
+    cport, dport, gport = free_ports(3)
     log = home.parent / f"{home.name}.log"  # outside the home, which the twin owns
-    cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve",
-           "--control", f"127.0.0.1:{cport}", "--data", f"127.0.0.1:{dport}", "--scenario", SCENARIO]
+    cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve", "--control", f"127.0.0.1:{cport}",
+           "--data", f"127.0.0.1:{dport}", "--grpc", f"127.0.0.1:{gport}", "--scenario", SCENARIO]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:

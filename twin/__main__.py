@@ -73,7 +73,8 @@ def serve(args: argparse.Namespace) -> int:
     data_cfg = uvicorn.Config(data_app(twin), host=dhost, port=dport, log_level="warning", lifespan="off",
                               timeout_keep_alive=30)
     data_cfg.load()
-    data_cfg.ssl = certs.server_context(ca, hosts[0])  # SNI-aware; uvicorn's own options cannot do that
+    # SNI-aware, and reads the world's certificates at each handshake; uvicorn's own options cannot do that.
+    data_cfg.ssl = certs.server_context(ca, hosts[0], lambda: twin.world.state.get("certificates", {}))
     data = uvicorn.Server(data_cfg)
 
     async def main() -> None:

@@ -1,15 +1,198 @@
 """The twin's gRPC face: the APIs whose Python clients speak gRPC only (Cloud SQL Admin, Monitoring).
 
-Placeholder wiring until the gRPC services land: serves nothing and returns when the control plane
-stops, so `python -m twin serve` keeps working.
+Each served method is an :class:`Rpc` in ``RPCS``, naming its gRPC path, the client library's own
+request and response message types, and the discovery-document id the request is counted under
+(the same ids the REST face uses, so ``/_twin/status`` counts both faces alike). The contract test
+checks every path and type against the client libraries' transports.
+
+Requests are decoded with the client library's message types, and every answer is parsed into
+the response type with unknown fields refused: a field the real API does not have fails in the
+twin (as INTERNAL), not in a user's incident. The world logic itself lives in :mod:`twin.sql`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import errno
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import grpc
+from google.cloud import monitoring_v3, sqladmin_v1
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from twin import sql
+from twin.world import ApiError, World
+
+# An RPC handler: the world, the decoded request (a protobuf message), and the time of the call;
+# returns the response as REST JSON.
+Handler = Callable[[World, Any, float], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str      # fully qualified gRPC service, e.g. google.cloud.sql.v1.SqlInstancesService
+    method: str       # e.g. Get
+    # The discovery document's method id, e.g. sql.instances.get: Cloud SQL Admin's document
+    # (sqladmin.v1.json) names its methods "sql.*", not "sqladmin.*".
+    method_id: str
+    write: bool
+    request: Any      # the client library's proto-plus request type
+    response: Any     # ... and response type
+    handler: Handler
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.method}"
+
+
+# ---- handlers --------------------------------------------------------------------------------
+
+
+def _as_json(msg: Message) -> dict[str, Any]:
+    """A protobuf message as REST JSON (camelCase names, enum names, unset fields left out)."""
+    return json_format.MessageToDict(msg, preserving_proto_field_name=False)
+
+
+def sql_instances_get(w: World, req: Any, now: float) -> dict[str, Any]:
+    return sql.get_instance(w, req.project, req.instance, now)
+
+
+def sql_instances_patch(w: World, req: Any, now: float) -> dict[str, Any]:
+    # Over gRPC an empty repeated field is indistinguishable from an absent one, so a body with no
+    # flags leaves the flags alone; a body with any flags replaces the whole list (sql.patch_instance).
+    return sql.patch_instance(w, req.project, req.instance, _as_json(req.body), now)
+
+
+def sql_operations_get(w: World, req: Any, now: float) -> dict[str, Any]:
+    return sql.get_operation(w, req.project, req.operation, now)
+
+
+def _seconds(ts: Any) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def monitoring_list_time_series(w: World, req: Any, now: float) -> dict[str, Any]:
+    project = req.name.removeprefix("projects/")
+    if not req.name.startswith("projects/") or not project or "/" in project:
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid resource name {req.name!r}; expected projects/PROJECT_ID.")
+    if project != w.state["project"]:
+        raise ApiError(403, "PERMISSION_DENIED",
+                       f"The twin holds metrics only for projects/{w.state['project']}; asked for {req.name}.")
+    if not (req.HasField("interval") and req.interval.HasField("end_time")):
+        raise ApiError(400, "INVALID_ARGUMENT", "Field interval.endTime is required.")
+    # What the twin cannot compute is refused as unimplemented, never silently answered unaggregated.
+    agg_set = [f for f in ("aggregation", "secondary_aggregation") if req.HasField(f) and _as_json(getattr(req, f))]
+    if agg_set or req.order_by:
+        raise ApiError(501, "UNIMPLEMENTED",
+                       f"The twin serves raw points only; {', '.join(agg_set + (['order_by'] if req.order_by else []))} "
+                       "is not implemented.")
+    if req.page_token:
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid page token {req.page_token!r}.")
+    end = _seconds(req.interval.end_time)
+    start = _seconds(req.interval.start_time) if req.interval.HasField("start_time") else end
+    series = sql.time_series(w, req.filter, start, end, now=now)
+    if req.view == monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.HEADERS:
+        series = [{k: v for k, v in s.items() if k != "points"} for s in series]
+    # The whole answer fits one page (a page size is a maximum, and six hours of minutes is small).
+    return {"timeSeries": series}
+
+
+RPCS: list[Rpc] = [
+    Rpc("google.cloud.sql.v1.SqlInstancesService", "Get", "sql.instances.get", False,
+        sqladmin_v1.SqlInstancesGetRequest, sqladmin_v1.DatabaseInstance, sql_instances_get),
+    Rpc("google.cloud.sql.v1.SqlInstancesService", "Patch", "sql.instances.patch", True,
+        sqladmin_v1.SqlInstancesPatchRequest, sqladmin_v1.Operation, sql_instances_patch),
+    Rpc("google.cloud.sql.v1.SqlOperationsService", "Get", "sql.operations.get", False,
+        sqladmin_v1.SqlOperationsGetRequest, sqladmin_v1.Operation, sql_operations_get),
+    Rpc("google.monitoring.v3.MetricService", "ListTimeSeries", "monitoring.projects.timeSeries.list", False,
+        monitoring_v3.ListTimeSeriesRequest, monitoring_v3.ListTimeSeriesResponse, monitoring_list_time_series),
+]
+
+
+# ---- wiring ----------------------------------------------------------------------------------
+
+# HTTP code of an ApiError -> gRPC status, for errors whose canonical status name is not a gRPC one.
+_CODE_FOR_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ABORTED,
+    412: grpc.StatusCode.FAILED_PRECONDITION,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+}
+
+
+def status_code(exc: ApiError) -> grpc.StatusCode:
+    """The gRPC status for an ApiError: its canonical status name when it is one, else by HTTP code."""
+    try:
+        return grpc.StatusCode[exc.status]
+    except KeyError:
+        return _CODE_FOR_HTTP.get(exc.code, grpc.StatusCode.UNKNOWN)
+
+
+def encode(message_type: Any, body: dict[str, Any]) -> Message:
+    """REST JSON -> the client library's protobuf message; a field the real API lacks raises."""
+    return json_format.Parse(json.dumps(body), message_type.pb()(), ignore_unknown_fields=False)
+
+
+def _unary(twin: Any, rpc: Rpc) -> grpc.RpcMethodHandler:
+    async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        failure: tuple[grpc.StatusCode, str] | None = None
+        async with twin.lock:
+            w: World = twin.world
+            now = time.time()
+            w.advance(now)
+            sql.advance(w, now)
+            w.count(rpc.method_id, rpc.write)
+            try:
+                return encode(rpc.response, rpc.handler(w, request, now))
+            except ApiError as exc:
+                failure = (status_code(exc), exc.message)
+            except json_format.ParseError as exc:
+                # The twin built something the real API cannot return: a twin bug, said loudly.
+                failure = (grpc.StatusCode.INTERNAL, f"twin: {rpc.path} answer is not a valid "
+                                                     f"{rpc.response.meta.full_name}: {exc}")
+        assert failure is not None
+        await context.abort(*failure)
+        raise AssertionError("unreachable: context.abort raises")
+
+    return grpc.unary_unary_rpc_method_handler(
+        call,
+        request_deserializer=rpc.request.pb().FromString,
+        response_serializer=rpc.response.pb().SerializeToString,
+    )
+
+
+def handlers(twin: Any) -> list[grpc.GenericRpcHandler]:
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    for rpc in RPCS:
+        by_service.setdefault(rpc.service, {})[rpc.method] = _unary(twin, rpc)
+    return [grpc.method_handlers_generic_handler(svc, methods) for svc, methods in by_service.items()]
 
 
 async def serve_grpc(twin: Any, host: str, port: int, control: Any) -> None:
-    while not control.should_exit:
-        await asyncio.sleep(0.2)
+    """Serve RPCS on host:port (plaintext, loopback) until the control plane's server stops."""
+    # gRPC sets SO_REUSEPORT by default, which would let a second twin share the port and split the
+    # calls between two worlds; a taken port must fail instead.
+    server = grpc.aio.server(handlers=handlers(twin), options=[("grpc.so_reuseport", 0)])
+    address = f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio >= 1.5x raises; older versions return 0
+        bound, reason = 0, str(exc)
+    else:
+        reason = "the port is taken"
+    if not bound:
+        raise OSError(errno.EADDRINUSE, f"twin: cannot listen for gRPC on {address} ({reason}). Is another twin "
+                                        "running? Give this one other ports (--grpc 127.0.0.1:PORT).")
+    await server.start()
+    try:
+        while not control.should_exit:
+            await asyncio.sleep(0.1)
+    finally:
+        # Also on cancellation (another server failed): never leave the port or a thread behind.
+        await server.stop(grace=0.5)

@@ -26,6 +26,7 @@ class _Strict(BaseModel):
 class Timing(_Strict):
     deploy_seconds: float = Field(1.5, ge=0)
     delete_seconds: float = Field(0.4, ge=0)
+    metric_period_seconds: int = Field(60, ge=1, le=60)  # Cloud Monitoring sample period of the twin's metrics
 
 
 class Contention(_Strict):

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from twin import encode
+from twin import encode, network
 from twin.logfilter import FilterError
 from twin.scenario import ScenarioError
 from twin.world import ApiError, World
@@ -26,6 +26,8 @@ from twin.world import ApiError, World
 Handler = Callable[[Request, World], Awaitable[Any]]
 
 RUN = "/v2/projects/{project}/locations/{location}"
+VPC = "/v1/projects/{project}/locations/{location}"
+COMPUTE = "/compute/v1/projects/{project}"
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,81 @@ async def list_entries(req: Request, w: World) -> Any:
     return out
 
 
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name, request.query_params.get(_snake(name)))
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid value for int32 field {name!r}: {raw!r}") from None
+
+
+def _param(request: Request, name: str) -> str | None:
+    return request.query_params.get(name, request.query_params.get(_snake(name)))
+
+
+# ---- Serverless VPC Access v1 (world logic in twin.network) ----------------------------------------
+
+
+async def get_connector(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return network.get_connector(w, p["project"], p["location"], p["connector"])
+
+
+async def list_connectors(req: Request, w: World) -> Any:
+    _check_query(req, ("pageSize", "pageToken"))
+    p = req.path_params
+    return network.list_connectors(w, p["project"], p["location"], _int(req, "pageSize", 0), _param(req, "pageToken"))
+
+
+async def create_connector(req: Request, w: World) -> Any:
+    _check_query(req, ("connectorId",))
+    p = req.path_params
+    body = network.parse_connector(await req.body())
+    return network.create_connector(w, p["project"], p["location"], _param(req, "connectorId"), body)
+
+
+async def patch_connector(req: Request, w: World) -> Any:
+    _check_query(req, ("updateMask",))
+    p = req.path_params
+    body = network.parse_connector(await req.body())
+    return network.patch_connector(w, p["project"], p["location"], p["connector"], body, _param(req, "updateMask"))
+
+
+async def delete_connector(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return network.delete_connector(w, p["project"], p["location"], p["connector"])
+
+
+async def get_vpc_operation(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return network.get_operation(w, p["project"], p["location"], p["operation"])
+
+
+# ---- Compute Engine v1: SSL certificates -----------------------------------------------------------
+
+
+async def get_certificate(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return network.get_certificate(w, p["project"], p["sslCertificate"])
+
+
+async def list_certificates(req: Request, w: World) -> Any:
+    _check_query(req, ("filter", "maxResults", "orderBy", "pageToken"))
+    order = _param(req, "orderBy")
+    if order and order not in ("name", "name asc"):
+        # Refused, not ignored: the twin lists by name only, and an answer in another order than
+        # the one asked for would mislead.
+        raise ApiError(400, "INVALID_ARGUMENT", f"The twin lists certificates by name only; got orderBy {order!r}.")
+    return network.list_certificates(w, req.path_params["project"], _param(req, "filter"),
+                                     _int(req, "maxResults", 500), _param(req, "pageToken"))
+
+
 ROUTES: list[ApiRoute] = [
     ApiRoute("GET", RUN + "/services", "run.projects.locations.services.list", False, list_services),
     ApiRoute("GET", RUN + "/services/{service}", "run.projects.locations.services.get", False, get_service),
@@ -187,6 +264,19 @@ ROUTES: list[ApiRoute] = [
              wait_operation),
     ApiRoute("GET", RUN + "/operations/{operation}", "run.projects.locations.operations.get", False, get_operation),
     ApiRoute("POST", "/v2/entries:list", "logging.entries.list", False, list_entries),
+    ApiRoute("GET", VPC + "/connectors", "vpcaccess.projects.locations.connectors.list", False, list_connectors),
+    ApiRoute("POST", VPC + "/connectors", "vpcaccess.projects.locations.connectors.create", True, create_connector),
+    ApiRoute("GET", VPC + "/connectors/{connector}", "vpcaccess.projects.locations.connectors.get", False,
+             get_connector),
+    ApiRoute("PATCH", VPC + "/connectors/{connector}", "vpcaccess.projects.locations.connectors.patch", True,
+             patch_connector),
+    ApiRoute("DELETE", VPC + "/connectors/{connector}", "vpcaccess.projects.locations.connectors.delete", True,
+             delete_connector),
+    ApiRoute("GET", VPC + "/operations/{operation}", "vpcaccess.projects.locations.operations.get", False,
+             get_vpc_operation),
+    ApiRoute("GET", COMPUTE + "/global/sslCertificates", "compute.sslCertificates.list", False, list_certificates),
+    ApiRoute("GET", COMPUTE + "/global/sslCertificates/{sslCertificate}", "compute.sslCertificates.get", False,
+             get_certificate),
 ]
 
 

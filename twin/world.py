@@ -98,6 +98,8 @@ class World:
             "operations": {},
             "request_log": [],
             "connectors": {},
+            "vpc_operations": {},
+            "connector_log": [],
             "sql_instances": {},
             "certificates": {},
             "counters": {},
@@ -216,6 +218,7 @@ class World:
             }
         self.state = st
         self._seed_history(sc, now)
+        network().seed_errors(self, now - sc.history.minutes * 60, now)
         self.dirty = True
 
     def _seed_history(self, sc: scenarios.Scenario, now: float) -> None:
@@ -240,6 +243,7 @@ class World:
         for op in self.state["operations"].values():
             if not op["done"] and op["done_at"] <= now:
                 self._complete(op, now)
+        network().advance(self, now)
 
     def _complete(self, op: dict[str, Any], now: float) -> None:
         op["done"] = True
@@ -438,7 +442,8 @@ class World:
                 403, "PERMISSION_DENIED",
                 f"The twin holds logs only for {sorted(projects)}; asked for {resource_names}.",
             )
-        hits = [e for e in self.state["request_log"] if matches(filter_, e)]
+        # Requests and connector errors, merged in timestamp order.
+        hits = [e for e in network().log_entries(self) if matches(filter_, e)]
         if order_desc:
             hits.reverse()
         start = int(page_token or 0)
@@ -465,16 +470,23 @@ class World:
         serving = [t for t in self._resolve_traffic_statuses(svc) if t["percent"] > 0]
         revision = _pick(serving, n)
         contention = self.state["contention"]
+        contended = len(serving) > 1
+        route = path.rstrip("/")
+        lo, hi = contention["latency_seconds"]
+        slow = lo + (hi - lo) * ((n * 29) % 100) / 100
         if self.state["revisions"].get(revision, {}).get("broken"):
             answer = DataAnswer(503, {"status": "unhealthy", "revision": revision, "error": "startup dependency failed"}, 0.05)
-        elif len(serving) > 1:
-            lo, hi = contention["latency_seconds"]
-            latency = lo + (hi - lo) * ((n * 29) % 100) / 100
-            if (n * 53) % 100 < contention["error_rate"] * 100:
-                answer = DataAnswer(503, {"error": "Service Unavailable", "revision": revision}, latency)
-            else:
-                answer = DataAnswer(200, {"status": "healthy", "revision": revision}, latency)
-        elif path.rstrip("/") in ("/health", ""):
+        elif contended and (n * 53) % 100 < contention["error_rate"] * 100:
+            answer = DataAnswer(503, {"error": "Service Unavailable", "revision": revision}, slow)
+        elif route in ("/health/db", "/health/redis"):
+            # Contention slows these down too, but their answer is their dependencies'.
+            cause = network().dependency_failure(self, name, route, now)
+            latency = slow if contended else 0.03 + (n % 5) * 0.005
+            answer = (DataAnswer(503, {"status": "unhealthy", "revision": revision, "cause": cause}, latency) if cause
+                      else DataAnswer(200, {"status": "healthy", "revision": revision}, latency))
+        elif contended:
+            answer = DataAnswer(200, {"status": "healthy", "revision": revision}, slow)
+        elif route in ("/health", ""):
             answer = DataAnswer(200, {"status": "healthy", "revision": revision}, 0.02 + (n % 5) * 0.005)
         else:
             answer = DataAnswer(404, {"error": "not found"}, 0.01)
@@ -542,10 +554,23 @@ class World:
                 "revisions": [r["resource"] for r in st["revisions"].values()],
                 "operations": [self.operation_json(o) for o in st["operations"].values()],
             },
-            "logging": {"request_log_entries": len(st["request_log"])},
+            **network().status(self),
+            "sqladmin": {
+                "instances": [i["resource"] for i in st.get("sql_instances", {}).values()],
+                "operations": list(st.get("sql_operations", {}).values()),
+            },
+            "logging": {"request_log_entries": len(st["request_log"]),
+                        "connector_log_entries": len(st.get("connector_log", []))},
             "data_plane": {name: s["hosts"] for name, s in st["services"].items()},
             "requests": st["requests"],
         }
+
+
+def network() -> Any:
+    # twin.network builds on this module (ApiError, World), so it is imported when first used.
+    from twin import network as module
+
+    return module
 
 
 def _pick(serving: list[dict[str, Any]], n: int) -> str:

@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from goldenpath.gcp.session import GcpSession
-from goldenpath.observations import RequestLog
+from goldenpath.observations import ConnectorLog, RequestLog
 
 EXAMPLES = 5
 ERRORS_CAP = 100
@@ -72,3 +72,24 @@ class CloudLogging:
             errors_503=len(errors), errors_capped=len(errors) >= ERRORS_CAP,
             examples=examples,
         )
+
+    def connector_errors(self, connector: str, since: datetime) -> ConnectorLog:
+        """Errors a Serverless VPC Access connector logged since ``since`` (runbook: error code 10035)."""
+        filter_ = (
+            'resource.type="vpc_access_connector" '
+            f'AND resource.labels.connector_name="{connector}" '
+            f'AND severity>=ERROR AND timestamp>="{_ts(since)}"'
+        )
+        entries = self._list(filter_, ERRORS_CAP)
+        texts = [_text(e) for e in entries]
+        return ConnectorLog(
+            connector=connector, since=since, errors=len(entries), capped=len(entries) >= ERRORS_CAP,
+            code_10035=sum("10035" in t for t in texts), examples=tuple(t[:160] for t in texts[:EXAMPLES]),
+        )
+
+
+def _text(entry: Any) -> str:
+    payload = getattr(entry, "payload", None)
+    if isinstance(payload, dict):
+        return str(payload.get("message") or payload)
+    return str(payload or "")

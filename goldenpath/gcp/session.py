@@ -10,7 +10,7 @@ import threading
 import time
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from goldenpath.config import Target
 from goldenpath.errors import CheckError, ConfigError
@@ -22,7 +22,15 @@ CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 ROLES = {
     "run": ("roles/run.viewer", "roles/run.developer"),
     "logging": ("roles/logging.viewer", "roles/logging.configWriter"),
+    "vpcaccess": ("roles/vpcaccess.viewer", "roles/vpcaccess.admin"),
+    "sqladmin": ("roles/cloudsql.viewer", "roles/cloudsql.editor"),
+    "compute": ("roles/compute.viewer", "roles/compute.loadBalancerAdmin"),
+    "monitoring": ("roles/monitoring.viewer", "roles/monitoring.editor"),
 }
+
+
+class NotDone(Exception):
+    """An operation still running: the polling retry's signal to look again later."""
 
 
 class GcpSession:
@@ -77,6 +85,41 @@ class GcpSession:
         return retry.Retry(initial=0.1, maximum=5.0, multiplier=1.5,
                            timeout=self.target.timeouts.operation_seconds,
                            predicate=polling.POLLING_PREDICATE)
+
+    def wait(self, poll: Callable[[], Any], done: Callable[[Any], bool], what: str) -> Any:
+        """Poll ``poll()`` until ``done(result)``, backing off (api_core's Retry), within the
+        operation timeout. For operations that are not google.longrunning futures."""
+        from google.api_core import exceptions as gexc
+        from google.api_core import retry
+
+        def once() -> Any:
+            result = poll()
+            if not done(result):
+                raise NotDone(what)
+            return result
+
+        policy = retry.Retry(initial=0.1, maximum=5.0, multiplier=1.5,
+                             timeout=self.target.timeouts.operation_seconds,
+                             predicate=retry.if_exception_type(NotDone))
+        try:
+            return policy(once)()
+        except gexc.RetryError:
+            raise CheckError(
+                f"{what} did not finish within {self.target.timeouts.operation_seconds:g} s. It may still "
+                "complete: check it in the console before running again."
+            ) from None
+
+    def grpc_transport(self, api: str, transport_cls: Any) -> Any:
+        """A gRPC transport for the gRPC-only clients: plaintext to an http:// loopback endpoint (the
+        twin), the library's default TLS channel otherwise."""
+        endpoint = self.target.endpoint(api)
+        if endpoint.startswith("http://"):
+            import grpc
+
+            return transport_cls(channel=grpc.insecure_channel(endpoint.removeprefix("http://")),
+                                 credentials=None)
+        host = endpoint.removeprefix("https://") if endpoint else transport_cls.DEFAULT_HOST
+        return transport_cls(credentials=self.credentials, host=host)
 
     @contextmanager
     def call(self, api: str, method: str, resource: str) -> Iterator[None]:

@@ -45,6 +45,7 @@ class Outcome:
     applied: list[Change] = field(default_factory=list)
     skipped: list[tuple[Change, str]] = field(default_factory=list)
     rolled_back: list[Change] = field(default_factory=list)
+    kept: list[Change] = field(default_factory=list)  # applied, failed to verify, and one-way
     verification: list[Verdict] = field(default_factory=list)
     rollback_verified: bool | None = None
     escalations: list[str] = field(default_factory=list)
@@ -65,6 +66,7 @@ class Outcome:
         out += [f"  applied: {c.summary}" for c in self.applied]
         out += [f"  skipped: {c.summary} — {why}" for c, why in self.skipped]
         out += [f"  rolled back: {c.summary}" for c in self.rolled_back]
+        out += [f"  kept (cannot be undone): {c.summary}" for c in self.kept]
         if self.rollback_verified is not None:
             out.append(f"  rollback verified: {'yes' if self.rollback_verified else 'NO'}")
         if self.error:
@@ -79,6 +81,7 @@ class Outcome:
             "applied": [c.summary for c in self.applied],
             "skipped": [{"change": c.summary, "why": why} for c, why in self.skipped],
             "rolled_back": [c.summary for c in self.rolled_back],
+            "kept": [c.summary for c in self.kept],
             "rollback_verified": self.rollback_verified,
             "verification": [v.line() for v in self.verification],
             "escalations": self.escalations,
@@ -181,6 +184,9 @@ class Runner:
     def _roll_back(self, out: Outcome) -> bool:
         """Undo what was applied, newest first; then check that each undo holds. True if all did."""
         reversible = [c for c in reversed(out.applied) if c.reversible]
+        out.kept = [c for c in out.applied if not c.reversible]
+        for change in out.kept:
+            self.journal.write("rollback.impossible", change, detail=change.why)
         if not reversible:
             return False
         for change in reversible:

@@ -1,0 +1,167 @@
+"""Phase 2 success metrics (runbook: "Phase 2: Infrastructure Validation")."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from goldenpath.config import Connector, Target, Thresholds
+from goldenpath.observations import (
+    CertificateState, ConnectorLog, ConnectorState, MetricSeries, Phase2Observation, SqlInstanceState, TlsResult,
+)
+from goldenpath.verdict import Status, Verdict
+
+CONNECTOR_READY = "connector_ready"
+DB_CONNECTIONS = "db_connections"
+NO_CONNECTOR_ERRORS = "no_connector_errors"
+CERTIFICATE_VALID = "certificate_valid"
+
+TITLES = {
+    CONNECTOR_READY: "VPC connector status: READY",
+    DB_CONNECTIONS: "Database connections < 75% utilization",
+    NO_CONNECTOR_ERRORS: "No VPC connectivity errors in logs",
+    CERTIFICATE_VALID: "SSL certificates valid for all domains",
+}
+
+# Cloud SQL for PostgreSQL's default max_connections by the tier's memory (GB lower bound → value),
+# from the Cloud SQL documentation ("Maximum concurrent connections").
+_DEFAULTS_BY_MEMORY = [(120, 1000), (60, 800), (30, 600), (15, 500), (7.5, 400), (6, 200), (3.75, 100),
+                       (1.7, 50), (0, 25)]
+
+
+def tier_memory_gb(tier: str) -> float | None:
+    if tier == "db-f1-micro":
+        return 0.6
+    if tier == "db-g1-small":
+        return 1.7
+    if m := re.fullmatch(r"db-custom-(\d+)-(\d+)", tier):
+        return int(m[2]) / 1024
+    if m := re.fullmatch(r"db-n1-standard-(\d+)", tier):
+        return 3.75 * int(m[1])
+    if m := re.fullmatch(r"db-n1-highmem-(\d+)", tier):
+        return 6.5 * int(m[1])
+    return None
+
+
+def effective_max_connections(instance: SqlInstanceState) -> tuple[int | None, str]:
+    """The flag when set, else the tier's default; with where the number came from."""
+    flag = instance.flag("max_connections")
+    if flag is not None:
+        return int(flag), "the max_connections flag"
+    memory = tier_memory_gb(instance.tier)
+    if memory is None:
+        return None, f"tier {instance.tier} (default unknown)"
+    value = next(v for floor, v in _DEFAULTS_BY_MEMORY if memory >= floor)
+    return value, f"the default for tier {instance.tier}"
+
+
+def connector_ready(conn: ConnectorState, expected: Connector) -> Verdict:
+    problems = []
+    if conn.state != "READY":
+        problems.append(f"state {conn.state}")
+    if conn.max_instances < expected.max_instances:  # more capacity than asked is fine: it cannot shrink anyway
+        problems.append(f"max instances {conn.max_instances} (expected {expected.max_instances})")
+    if conn.min_instances < expected.min_instances:
+        problems.append(f"min instances {conn.min_instances} (expected {expected.min_instances})")
+    if expected.machine_type and conn.machine_type != expected.machine_type:
+        problems.append(f"machine type {conn.machine_type} (expected {expected.machine_type})")
+    evidence = {"connector": conn.raw, "expected": expected.model_dump()}
+    shape = f"{conn.min_instances}-{conn.max_instances} × {conn.machine_type}"
+    if problems:
+        return Verdict(CONNECTOR_READY, conn.name, Status.FAIL,
+                       f"{conn.name}: {', '.join(problems)}; expected READY with the target's capacity", evidence)
+    return Verdict(CONNECTOR_READY, conn.name, Status.PASS, f"{conn.name}: READY, {shape} instances", evidence)
+
+
+def db_connections(instance: SqlInstanceState, backends: MetricSeries, thresholds: Thresholds,
+                   since: datetime | None = None) -> Verdict:
+    """Connections in use (the newest num_backends point) over the effective max_connections.
+
+    ``since``: the last change to the instance; a point older than that describes the old instance.
+    """
+    limit, source = effective_max_connections(instance)
+    evidence = {"points": [(t.isoformat(), v) for t, v in backends.points[:20]], "max_connections": limit,
+                "max_connections_from": source, "flags": dict(instance.flags)}
+
+    def verdict(status: Status, reason: str) -> Verdict:
+        return Verdict(DB_CONNECTIONS, instance.name, status, f"{instance.name}: {reason}", evidence)
+
+    if len(backends.points) < thresholds.min_points:
+        return verdict(Status.INCONCLUSIVE,
+                       f"only {len(backends.points)} num_backends points in the last {thresholds.metric_window_minutes} "
+                       f"min (at least {thresholds.min_points} needed); is the instance reporting metrics?")
+    if limit is None:
+        return verdict(Status.INCONCLUSIVE, f"cannot tell max_connections from {source}; set the flag explicitly")
+    if since is not None and backends.points[0][0] < since:
+        return verdict(Status.INCONCLUSIVE,
+                       f"no num_backends point since the change at {since.strftime('%H:%M:%S UTC')} yet (newest "
+                       f"{backends.points[0][0].strftime('%H:%M:%S UTC')}); Cloud Monitoring lags a few minutes, "
+                       "run again shortly")
+    used = backends.latest or 0.0
+    share = used / limit
+    evidence["utilization"] = round(share, 4)
+    measured = f"{used:.0f} of {limit} connections in use ({share:.0%}, max_connections from {source}; " \
+               f"peak {backends.peak:.0f} in the last {thresholds.metric_window_minutes} min)"
+    if share >= thresholds.db_utilization:
+        above = f"; above the {thresholds.db_escalation:.0%} escalation trigger" if share > thresholds.db_escalation else ""
+        return verdict(Status.FAIL, f"{measured}{above}; expected below {thresholds.db_utilization:.0%}")
+    return verdict(Status.PASS, measured)
+
+
+def no_connector_errors(log: ConnectorLog) -> Verdict:
+    since = log.since.strftime("%H:%M:%S UTC")
+    evidence = {"since": log.since.isoformat(), "errors": log.errors, "examples": list(log.examples)}
+    if log.errors:
+        plus = "+" if log.capped else ""
+        code = f", {log.code_10035} with error code 10035 (the runbook's connectivity failure)" if log.code_10035 else ""
+        return Verdict(NO_CONNECTOR_ERRORS, log.connector, Status.FAIL,
+                       f"{log.connector}: {log.errors}{plus} errors logged since {since}{code}; expected none", evidence)
+    return Verdict(NO_CONNECTOR_ERRORS, log.connector, Status.PASS,
+                   f"{log.connector}: no error logged since {since}", evidence)
+
+
+def certificate_valid(domain: str, cert: CertificateState, tls: TlsResult, min_days: float,
+                      now: datetime | None = None) -> Verdict:
+    now = now or datetime.now(timezone.utc)
+    problems = []
+    if cert.status != "ACTIVE":
+        problems.append(f"certificate {cert.name} is {cert.status or 'not managed'}, not ACTIVE")
+    covered = domain in cert.domains or domain in cert.subject_alt_names
+    if not covered:
+        problems.append(f"certificate {cert.name} does not cover {domain} (it covers {', '.join(cert.subject_alt_names) or 'nothing'})")
+    if cert.expire_time is not None:
+        left = (cert.expire_time - now).total_seconds() / 86400
+        if left < min_days:
+            problems.append(f"certificate {cert.name} expires in {left:.0f} days (at least {min_days:g} wanted)")
+    if not tls.verified:
+        problems.append(f"live TLS to {domain} via {tls.address}: {tls.error}")
+    elif tls.not_after is not None:
+        left = (tls.not_after - now).total_seconds() / 86400
+        if left < min_days:
+            problems.append(f"the certificate served for {domain} expires in {left:.0f} days (at least {min_days:g} wanted)")
+    evidence = {"certificate": cert.raw, "tls": {"address": tls.address, "verified": tls.verified, "error": tls.error,
+                                                 "served_sans": list(tls.subject_alt_names),
+                                                 "served_not_after": tls.not_after.isoformat() if tls.not_after else None}}
+    if problems:
+        return Verdict(CERTIFICATE_VALID, domain, Status.FAIL, f"{domain}: {'; '.join(problems)}", evidence)
+    days = (tls.not_after - now).days if tls.not_after else None
+    return Verdict(CERTIFICATE_VALID, domain, Status.PASS,
+                   f"{domain}: covered by {cert.name} (ACTIVE); live TLS verifies"
+                   + (f", valid {days} more days" if days is not None else ""), evidence)
+
+
+def evaluate(obs: Phase2Observation, target: Target, criteria: list[str] | None = None) -> list[Verdict]:
+    """Every phase-2 verdict the observation allows (optionally only some criteria)."""
+    wanted = set(criteria or TITLES)
+    th = target.thresholds
+    out: list[Verdict] = []
+    if CONNECTOR_READY in wanted and obs.connector and target.connector:
+        out.append(connector_ready(obs.connector, target.connector))
+    if DB_CONNECTIONS in wanted and obs.instance and obs.backends is not None:
+        out.append(db_connections(obs.instance, obs.backends, th, obs.backends_since))
+    if NO_CONNECTOR_ERRORS in wanted and obs.connector_log is not None:
+        out.append(no_connector_errors(obs.connector_log))
+    if CERTIFICATE_VALID in wanted and obs.certificate:
+        for domain, tls in obs.tls.items():
+            out.append(certificate_valid(domain, obs.certificate, tls, th.certificate_min_days))
+    return out

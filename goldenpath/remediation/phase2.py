@@ -1,0 +1,207 @@
+"""Phase 2 remediation: connector capacity within the API's limits, Cloud SQL connections by merge.
+
+Runbook: "VPC Connector Validation and Recreation", "Cloud SQL Connection Optimization", "If Phase 2
+Fails". Two of the runbook's commands are wrong for the real APIs, and the plan says so:
+- `--max-instances=20`: Serverless VPC Access allows 3–10 instances. The plan asks for the target's
+  valid shape (max 10, and a larger machine type where the target names one).
+- `--database-flags=max_connections=200`: a patch of databaseFlags replaces the whole list, which
+  would silently drop every other flag. The plan merges into the existing flags.
+And its rollback "restore max 10 / min 2" is impossible after a scale-up (scale-down is not
+supported), so the connector change is treated as one-way and the report says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from goldenpath.config import Target
+from goldenpath.criteria import phase2 as criteria
+from goldenpath.observations import Phase2Observation
+from goldenpath.observe import Observer
+from goldenpath.remediation.change import Change
+from goldenpath.remediation.runner import Executor
+from goldenpath.verdict import Verdict
+
+SCALE = "scale-connector"
+RECREATE = "recreate-connector"
+FLAGS = "set-database-flags"
+TITLE = "Phase 2: Infrastructure Validation"
+RUNBOOK_MAX_INSTANCES = 20  # what the runbook's command asks for
+
+
+def plan(target: Target, obs: Phase2Observation) -> list[Change]:
+    changes: list[Change] = []
+    where = f"--region={target.region} --project={target.project}"
+    conn, want = obs.connector, target.connector
+    if conn is not None and want is not None:
+        users = ", ".join(obs.connector_users) or "no Cloud Run service of this target"
+        if conn.state == "ERROR":
+            spec = {**conn.raw, "minInstances": max(conn.min_instances, want.min_instances),
+                    "maxInstances": max(conn.max_instances, want.max_instances),
+                    "machineType": want.machine_type or conn.machine_type}
+            changes.append(Change(
+                phase=2, step=RECREATE, subject=conn.name, resource=conn.full_name,
+                summary=f"{conn.name}: recreate the connector (state ERROR)",
+                before={"state": conn.state}, after={"state": "READY", **{k: spec[k] for k in
+                                                                          ("minInstances", "maxInstances", "machineType")}},
+                reversible=False, restarts=True,
+                gcloud=(f"gcloud compute networks vpc-access connectors delete {conn.name} {where} --quiet && "
+                        f"gcloud compute networks vpc-access connectors create {conn.name} {where} "
+                        f"--network={spec.get('network', '')} --range={spec.get('ipCidrRange', '')} "
+                        f"--min-instances={spec['minInstances']} --max-instances={spec['maxInstances']} "
+                        f"--machine-type={spec['machineType']}"),
+                why=f"DESTRUCTIVE: while it is deleted and created again, {users} lose(s) egress through it "
+                    "(database and cache). The full connector spec is kept in the journal.",
+                payload={"connector": conn.name, "spec": spec},
+            ))
+        else:
+            fields: dict[str, Any] = {}
+            if conn.max_instances < want.max_instances:
+                fields["maxInstances"] = want.max_instances
+            if conn.min_instances < want.min_instances:
+                fields["minInstances"] = want.min_instances
+            if want.machine_type and conn.machine_type != want.machine_type:
+                fields["machineType"] = want.machine_type
+            if fields:
+                before = {"minInstances": conn.min_instances, "maxInstances": conn.max_instances,
+                          "machineType": conn.machine_type}
+                flags = " ".join(f"--{_kebab(k)}={v}" for k, v in sorted(fields.items()))
+                changes.append(Change(
+                    phase=2, step=SCALE, subject=conn.name, resource=conn.full_name,
+                    summary=f"{conn.name}: scale to {fields.get('minInstances', conn.min_instances)}-"
+                            f"{fields.get('maxInstances', conn.max_instances)} × "
+                            f"{fields.get('machineType', conn.machine_type)} (now {conn.min_instances}-"
+                            f"{conn.max_instances} × {conn.machine_type})",
+                    before=before, after={**before, **fields},
+                    reversible=False,
+                    gcloud=f"gcloud compute networks vpc-access connectors update {conn.name} {where} {flags}",
+                    why=(f"the runbook asks for --max-instances={RUNBOOK_MAX_INSTANCES}, which Serverless VPC Access "
+                         f"refuses (max instances 3-10, min 2-9): planned max {want.max_instances}"
+                         + (f" and machine type {want.machine_type} for the capacity instead" if "machineType" in fields
+                            else "")
+                         + "; one-way: instance counts cannot be lowered again, so this is not rolled back; "
+                           f"updateMask={','.join(sorted(fields))} so no other field is touched"),
+                    payload={"connector": conn.name, "fields": fields},
+                ))
+    inst, db = obs.instance, target.database
+    if inst is not None and db is not None and db.max_connections is not None \
+            and inst.flag("max_connections") != str(db.max_connections):
+        merged = _merge(inst.flags, "max_connections", str(db.max_connections))
+        others = [k for k, _ in inst.flags if k != "max_connections"]
+        flag_text = ",".join(f"{k}={v}" for k, v in merged)
+        changes.append(Change(
+            phase=2, step=FLAGS, subject=inst.name, resource=f"projects/{target.project}/instances/{inst.name}",
+            summary=f"{inst.name}: set max_connections {inst.flag('max_connections') or '(default)'} → "
+                    f"{db.max_connections}, keeping {len(others)} other flag(s)",
+            before={"databaseFlags": [{"name": k, "value": v} for k, v in inst.flags]},
+            after={"databaseFlags": [{"name": k, "value": v} for k, v in merged]},
+            reversible=True, restarts=True,
+            gcloud=f"gcloud sql instances patch {inst.name} --project={target.project} --database-flags={flag_text}",
+            why=(f"the runbook's --database-flags=max_connections={db.max_connections} would replace the whole flag "
+                 f"list and drop {', '.join(others) or 'nothing'}: merged instead; guarded by settingsVersion "
+                 f"{inst.settings_version}; max_connections needs a RESTART of the instance (brief downtime)"),
+            payload={"instance": inst.name, "flags": merged, "restore": list(inst.flags),
+                     "settings_version": inst.settings_version},
+        ))
+    return changes
+
+
+def _merge(flags: Any, name: str, value: str) -> list[tuple[str, str]]:
+    merged = [(k, value if k == name else v) for k, v in flags]
+    if not any(k == name for k, _ in flags):
+        merged.append((name, value))
+    return merged
+
+
+def _kebab(field: str) -> str:
+    return "".join("-" + c.lower() if c.isupper() else c for c in field)
+
+
+class ScaleConnector:
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        p = change.payload
+        state = self.observer.vpcaccess.update(p["connector"], p["fields"])
+        return {"state": state.state, "minInstances": state.min_instances, "maxInstances": state.max_instances,
+                "machineType": state.machine_type}
+
+    def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("a connector scale-up cannot be undone (Serverless VPC Access does not scale down)")
+
+    def restored(self, change: Change) -> tuple[bool, str]:
+        return False, "one-way change"
+
+
+class RecreateConnector(ScaleConnector):
+    def apply(self, change: Change) -> dict[str, Any]:
+        p = change.payload
+        state = self.observer.vpcaccess.recreate(p["connector"], p["spec"])
+        return {"state": state.state, "minInstances": state.min_instances, "maxInstances": state.max_instances,
+                "machineType": state.machine_type}
+
+    def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("a recreated connector cannot be un-created; its old spec is in the journal")
+
+
+class SetDatabaseFlags:
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        p = change.payload
+        state = self.observer.sql.set_flags(p["instance"], p["flags"], p["settings_version"])
+        return {"databaseFlags": [{"name": k, "value": v} for k, v in state.flags],
+                "settingsVersion": state.settings_version}
+
+    def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
+        p = change.payload
+        state = self.observer.sql.set_flags(p["instance"], [tuple(f) for f in p["restore"]],
+                                            applied.get("settingsVersion", p["settings_version"]))
+        return {"databaseFlags": [{"name": k, "value": v} for k, v in state.flags]}
+
+    def restored(self, change: Change) -> tuple[bool, str]:
+        inst = self.observer.phase2().instance
+        now = [list(f) for f in inst.flags] if inst else []
+        want = [list(f) for f in change.payload["restore"]]
+        return now == want, f"flags now {dict(inst.flags) if inst else 'unknown'}"
+
+
+class Phase2Remedy:
+    phase = 2
+    title = TITLE
+
+    def __init__(self, target: Target, observer: Observer) -> None:
+        self.target = target
+        self.observer = observer
+        self._executors: dict[str, Executor] = {
+            SCALE: ScaleConnector(observer), RECREATE: RecreateConnector(observer), FLAGS: SetDatabaseFlags(observer),
+        }
+
+    def plan(self) -> list[Change]:
+        return plan(self.target, self.observer.phase2())
+
+    def executor(self, step: str) -> Executor:
+        return self._executors[step]
+
+    def invalidate(self) -> None:
+        self.observer.invalidate()
+
+    def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
+        # Certificates are not something this phase changes; judge what it did change.
+        wanted = [criteria.CONNECTOR_READY, criteria.NO_CONNECTOR_ERRORS, criteria.DB_CONNECTIONS]
+        return criteria.evaluate(self.observer.phase2(), self.target, wanted)
+
+    def escalation(self, failed: list[Verdict], restored: bool) -> str:
+        triggers = []
+        for v in failed:
+            if v.criterion == criteria.DB_CONNECTIONS and "escalation trigger" in v.reason:
+                triggers.append("database connections remain above 90 %")
+            if v.criterion == criteria.CONNECTOR_READY:
+                triggers.append("VPC connector cannot be restored")
+        head = ", ".join(triggers) or "Phase 2 did not verify"
+        after = ("the database flags before the change were restored and verified" if restored
+                 else "the state before the change could NOT be fully restored")
+        return (f"{head} (runbook escalation trigger): {'; '.join(v.reason for v in failed)}. {after}; a connector "
+                "scale-up stays in place (it cannot be undone).")

@@ -1,0 +1,327 @@
+"""The twin's gRPC face against the real client libraries: Cloud SQL Admin v1 and Monitoring v3.
+
+Their Python clients have gRPC transports only, so the oracle here is the clients themselves:
+
+* every RPC the twin serves must be one the client's transport calls, under the same gRPC path and
+  with the same request and response message types (read from the transport's own stubs); the id
+  it is counted under must be the API's discovery-document method id, a write exactly when the
+  method is not a GET;
+* every call below goes through the real client over a plaintext loopback channel to a real twin
+  subprocess, so a body the client could not parse, or a status it would not map, fails here.
+
+The rule tests then pin what the runbook depends on: a flag patch REPLACES the flag list, a stale
+settingsVersion is refused, a max_connections change restarts the instance, and the num_backends
+metric reads the incident's 88 connections.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import grpc
+import httpx
+import pytest
+from google.api.metric_pb2 import MetricDescriptor
+from google.api_core import exceptions as gexc
+from google.cloud import monitoring_v3, sqladmin_v1
+from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+from google.cloud.sqladmin_v1.services.sql_instances_service.transports import SqlInstancesServiceGrpcTransport
+from google.cloud.sqladmin_v1.services.sql_operations_service.transports import SqlOperationsServiceGrpcTransport
+
+from goldenpath.twinctl import free_ports
+from selftest.test_twin_contract import discovery_doc, discovery_methods, stop, wait_healthy
+from twin import scenario as scenarios
+from twin.grpcserver import RPCS, Rpc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCENARIO = "incident-1278"
+PROJECT, INSTANCE = "netra-staging", "netra-staging-db"
+NUM_BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
+INCIDENT_FLAGS = {"max_connections": "100", "log_min_duration_statement": "1000", "cloudsql.iam_authentication": "on"}
+RESTART_SECONDS = scenarios.load(SCENARIO).sql.restart_seconds  # type: ignore[union-attr]
+
+# Every RPC goes out with this deadline (seconds).
+TIMEOUT = 10.0
+
+Status = sqladmin_v1.Operation.SqlOperationStatus
+
+# The transport the real client uses for each gRPC service the twin serves.
+TRANSPORTS: dict[str, Any] = {
+    "google.cloud.sql.v1.SqlInstancesService": SqlInstancesServiceGrpcTransport,
+    "google.cloud.sql.v1.SqlOperationsService": SqlOperationsServiceGrpcTransport,
+    "google.monitoring.v3.MetricService": MetricServiceGrpcTransport,
+}
+
+
+# ---- 1. method fidelity: the client transports' own stubs ----------------------------------------
+
+
+class _StubRecorder:
+    """Stands in for the transport's channel and records every stub the transport builds."""
+
+    def __init__(self) -> None:
+        self.stubs: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+    def unary_unary(self, path: str, request_serializer: Any = None, response_deserializer: Any = None,
+                    **_: Any) -> Callable[..., Any]:
+        self.stubs[path] = (request_serializer, response_deserializer)
+        return lambda *a, **k: None
+
+    unary_stream = stream_unary = stream_stream = unary_unary
+
+
+def client_stubs(transport_cls: Any) -> dict[str, tuple[Any, Any]]:
+    """gRPC path -> (request type, response type) for every RPC the client's transport can call."""
+    channel = grpc.insecure_channel("127.0.0.1:9")  # never connected: stubs are built lazily
+    try:
+        transport = transport_cls(channel=channel)
+        recorder = _StubRecorder()
+        transport._logged_channel, transport._stubs = recorder, {}
+        for name, attr in vars(transport_cls).items():
+            if isinstance(attr, property) and name not in ("grpc_channel", "kind", "operations_client"):
+                try:
+                    getattr(transport, name)
+                except Exception:  # a helper property, not an RPC
+                    pass
+        # The serializers are bound to their proto-plus message classes: that is the type used.
+        return {path: (ser.__self__, de.__self__) for path, (ser, de) in recorder.stubs.items()}
+    finally:
+        channel.close()
+
+
+@pytest.mark.parametrize("rpc", RPCS, ids=[r.path for r in RPCS])
+def test_rpc_exists_in_client_library(rpc: Rpc) -> None:
+    stubs = client_stubs(TRANSPORTS[rpc.service])
+    assert rpc.path in stubs, f"{rpc.path} is not an RPC of the client library (it has {sorted(stubs)})"
+    assert stubs[rpc.path] == (rpc.request, rpc.response)
+
+
+# The discovery document (api, version) that describes each gRPC service's REST twin.
+DISCOVERY = {
+    "google.cloud.sql.v1.SqlInstancesService": ("sqladmin", "v1"),
+    "google.cloud.sql.v1.SqlOperationsService": ("sqladmin", "v1"),
+    "google.monitoring.v3.MetricService": ("monitoring", "v3"),
+}
+
+
+@pytest.mark.parametrize("rpc", RPCS, ids=[r.path for r in RPCS])
+def test_rpc_is_counted_under_its_discovery_method_id(rpc: Rpc) -> None:
+    api, version = DISCOVERY[rpc.service]
+    found = [m for m in discovery_methods(discovery_doc(api, version)) if m["id"] == rpc.method_id]
+    assert len(found) == 1, f"{api}.{version} has {len(found)} methods with id {rpc.method_id}"
+    # The twin counts writes by this flag; a "write" the API serves with GET would be a lie, and so
+    # would a "read" it serves with PATCH.
+    assert rpc.write == (found[0]["httpMethod"] != "GET")
+
+
+def test_every_served_service_has_a_transport() -> None:
+    assert {r.service for r in RPCS} <= set(TRANSPORTS) & set(DISCOVERY)
+    assert len({r.path for r in RPCS}) == len(RPCS)
+
+
+# ---- the twin under test ---------------------------------------------------------------------
+
+
+class Twin:
+    """A real twin subprocess: its REST control plane (httpx) and the real gRPC clients."""
+
+    def __init__(self, control: httpx.Client, channel: grpc.Channel) -> None:
+        self.control = control
+        self.instances = sqladmin_v1.SqlInstancesServiceClient(
+            transport=SqlInstancesServiceGrpcTransport(channel=channel))
+        self.operations = sqladmin_v1.SqlOperationsServiceClient(
+            transport=SqlOperationsServiceGrpcTransport(channel=channel))
+        self.metrics = monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
+
+    def reset(self) -> None:
+        resp = self.control.post("/_twin/reset", params={"scenario": SCENARIO})
+        assert resp.status_code == 200, resp.text
+
+    def status(self) -> dict[str, Any]:
+        resp = self.control.get("/_twin/status")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def get(self) -> sqladmin_v1.DatabaseInstance:
+        return self.instances.get(request=sqladmin_v1.SqlInstancesGetRequest(project=PROJECT, instance=INSTANCE),
+                                  timeout=TIMEOUT)
+
+    def patch(self, flags: dict[str, str], settings_version: int | None = None) -> sqladmin_v1.Operation:
+        settings = sqladmin_v1.Settings(database_flags=[sqladmin_v1.DatabaseFlags(name=k, value=v)
+                                                        for k, v in flags.items()])
+        if settings_version is not None:
+            settings.settings_version = settings_version
+        request = sqladmin_v1.SqlInstancesPatchRequest(project=PROJECT, instance=INSTANCE,
+                                                       body=sqladmin_v1.DatabaseInstance(settings=settings))
+        return self.instances.patch(request=request, timeout=TIMEOUT)
+
+    def operation(self, name: str) -> sqladmin_v1.Operation:
+        return self.operations.get(request=sqladmin_v1.SqlOperationsGetRequest(project=PROJECT, operation=name),
+                                   timeout=TIMEOUT)
+
+    def wait_done(self, name: str, deadline_s: float) -> sqladmin_v1.Operation:
+        deadline, delay = time.monotonic() + deadline_s, 0.05
+        while True:
+            op = self.operation(name)
+            if op.status == Status.DONE or time.monotonic() > deadline:
+                return op
+            time.sleep(delay)  # polling an operation: backoff, bounded by the deadline
+            delay = min(delay * 1.5, 0.5)
+
+    def series(self, flt: str, minutes: float = 10) -> list[monitoring_v3.TimeSeries]:
+        now = time.time()
+        interval = monitoring_v3.TimeInterval(end_time={"seconds": int(now)},
+                                              start_time={"seconds": int(now - minutes * 60)})
+        request = monitoring_v3.ListTimeSeriesRequest(
+            name=f"projects/{PROJECT}", filter=flt, interval=interval,
+            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL)
+        return list(self.metrics.list_time_series(request=request, timeout=TIMEOUT))
+
+
+def flags(instance: sqladmin_v1.DatabaseInstance) -> dict[str, str]:
+    return {f.name: f.value for f in instance.settings.database_flags}
+
+
+@pytest.fixture(scope="module")
+def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
+    """A real twin subprocess on free loopback ports, in a temporary home."""
+    home = tmp_path_factory.mktemp("twin-grpc-contract")
+    cport, dport, gport = free_ports(3)
+    log = home.parent / f"{home.name}.log"  # outside the home, which the twin owns
+    cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve", "--control", f"127.0.0.1:{cport}",
+           "--data", f"127.0.0.1:{dport}", "--grpc", f"127.0.0.1:{gport}", "--scenario", SCENARIO]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    channel = grpc.insecure_channel(f"127.0.0.1:{gport}")
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{cport}/_twin/health", log)
+        # The gRPC server starts alongside the control plane, not necessarily before it answers.
+        try:
+            grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
+        except grpc.FutureTimeoutError:
+            pytest.fail(f"the twin's gRPC port {gport} did not become ready:\n{log.read_text()}")
+        with httpx.Client(base_url=f"http://127.0.0.1:{cport}", timeout=TIMEOUT) as control:
+            yield Twin(control, channel)
+    finally:
+        channel.close()
+        stop(proc)
+
+
+@pytest.fixture
+def twin(twin_server: Twin) -> Twin:
+    """The twin, put back to the incident so no test depends on another."""
+    twin_server.reset()
+    return twin_server
+
+
+# ---- 2. Cloud SQL Admin through the real client -----------------------------------------------
+
+
+def test_get_instance(twin: Twin) -> None:
+    inst = twin.get()
+    assert (inst.name, inst.project) == (INSTANCE, PROJECT)
+    assert inst.connection_name == f"{PROJECT}:us-central1:{INSTANCE}"
+    assert flags(inst) == INCIDENT_FLAGS
+    assert inst.settings.settings_version == 41
+
+
+def test_patch_with_only_max_connections_drops_the_other_flags(twin: Twin) -> None:
+    # The runbook's hazard, documented: databaseFlags in a patch REPLACES the list. A "fix" that
+    # sends only max_connections silently removes log_min_duration_statement and IAM authentication.
+    op = twin.patch({"max_connections": "200"}, settings_version=41)
+    assert twin.wait_done(op.name, RESTART_SECONDS + 5).status == Status.DONE
+    after = twin.get()
+    assert flags(after) == {"max_connections": "200"}
+    assert after.settings.settings_version == 42
+
+
+def test_patch_with_the_merged_list_keeps_every_flag(twin: Twin) -> None:
+    merged = {**INCIDENT_FLAGS, "max_connections": "200"}
+    op = twin.patch(merged, settings_version=41)
+    assert twin.wait_done(op.name, RESTART_SECONDS + 5).status == Status.DONE
+    assert flags(twin.get()) == merged
+
+
+def test_stale_settings_version_fails_precondition_and_changes_nothing(twin: Twin) -> None:
+    before = twin.get()
+    with pytest.raises(gexc.FailedPrecondition) as err:
+        twin.patch({**INCIDENT_FLAGS, "max_connections": "200"}, settings_version=40)
+    assert "re-read" in err.value.message.lower()
+    assert twin.get() == before
+
+
+def test_max_connections_patch_restarts_the_instance(twin: Twin) -> None:
+    started = time.monotonic()
+    op = twin.patch({**INCIDENT_FLAGS, "max_connections": "200"}, settings_version=41)
+    assert op.status == Status.RUNNING
+    assert op.operation_type == sqladmin_v1.Operation.SqlOperationType.UPDATE
+    assert (op.target_project, op.target_id) == (PROJECT, INSTANCE)
+
+    # A second change while it restarts is refused, as Cloud SQL refuses concurrent operations.
+    with pytest.raises(gexc.Aborted):
+        twin.patch({**INCIDENT_FLAGS, "max_connections": "300"}, settings_version=42)
+
+    done = twin.wait_done(op.name, RESTART_SECONDS + 5)
+    assert done.status == Status.DONE, f"still {done.status.name} after {RESTART_SECONDS + 5} s"
+    assert time.monotonic() - started >= RESTART_SECONDS * 0.9  # RUNNING for the restart, not less
+    assert done.end_time.timestamp() - done.start_time.timestamp() == pytest.approx(RESTART_SECONDS, abs=0.01)
+
+
+def test_unknown_instance_is_not_found(twin: Twin) -> None:
+    with pytest.raises(gexc.NotFound):
+        twin.instances.get(request=sqladmin_v1.SqlInstancesGetRequest(project=PROJECT, instance="no-such-db"),
+                           timeout=TIMEOUT)
+    with pytest.raises(gexc.NotFound):
+        twin.operation("00000000-0000-0000-0000-000000000000")
+
+
+# ---- 3. Monitoring through the real client ---------------------------------------------------
+
+
+def test_num_backends_reads_the_incident(twin: Twin) -> None:
+    flt = f'metric.type = "{NUM_BACKENDS}" AND resource.labels.database_id = "{PROJECT}:{INSTANCE}"'
+    series = twin.series(flt, minutes=10)
+    assert len(series) == 1
+    ts = series[0]
+    assert ts.resource.type == "cloudsql_database"
+    assert ts.resource.labels["database_id"] == f"{PROJECT}:{INSTANCE}"
+    assert (ts.metric_kind, ts.value_type) == (MetricDescriptor.GAUGE, MetricDescriptor.INT64)
+    ends = [p.interval.end_time.timestamp() for p in ts.points]
+    assert len(ends) >= 10
+    assert ends == sorted(ends, reverse=True) and len(set(ends)) == len(ends)  # newest first
+    assert {p.value.int64_value for p in ts.points} == {88}
+
+
+@pytest.mark.parametrize("flt", [
+    'metric.type = "cloudsql.googleapis.com/database/postgresql/no_such_metric"',
+    f'metric.type="{NUM_BACKENDS}" AND resource.labels.database_id="{PROJECT}:other-db"',
+], ids=["unknown-metric", "other-instance"])
+def test_nothing_matches(twin: Twin, flt: str) -> None:
+    assert twin.series(flt) == []
+
+
+@pytest.mark.parametrize("flt", ["", "metric.type", f'metric.type = "{NUM_BACKENDS}" OR metric.type = "x"'],
+                         ids=["empty", "no-value", "or"])
+def test_unreadable_filter_is_invalid(twin: Twin, flt: str) -> None:
+    with pytest.raises(gexc.InvalidArgument):
+        twin.series(flt)
+
+
+# ---- 4. accounting ---------------------------------------------------------------------------
+
+
+def test_status_counts_grpc_requests_by_method(twin: Twin) -> None:
+    twin.get()
+    op = twin.patch({**INCIDENT_FLAGS, "log_min_duration_statement": "500"}, settings_version=41)
+    twin.operation(op.name)
+    twin.series(f'metric.type = "{NUM_BACKENDS}"')
+    req = twin.status()["requests"]
+    assert req["writes"] == 1  # the patch, and only the patch
+    assert req["reads"] == 3
+    assert req["by_method"] == {"sql.instances.get": 1, "sql.instances.patch": 1,
+                                "sql.operations.get": 1, "monitoring.projects.timeSeries.list": 1}

@@ -1,0 +1,15 @@
+"""Runbook, Phase 2 success metric: "No VPC connectivity errors in logs"."""
+
+import allure
+import pytest
+
+from fixtures.judge import judge
+from goldenpath.criteria import phase2 as c
+
+pytestmark = pytest.mark.phase2
+
+
+@allure.story(c.TITLES[c.NO_CONNECTOR_ERRORS])
+@allure.severity(allure.severity_level.CRITICAL)
+def test_no_vpc_connectivity_errors(phase2):
+    judge(c.no_connector_errors(phase2.connector_log))

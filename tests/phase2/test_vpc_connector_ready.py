@@ -1,0 +1,15 @@
+"""Runbook, Phase 2 success metric: "VPC connector status: READY"."""
+
+import allure
+import pytest
+
+from fixtures.judge import judge
+from goldenpath.criteria import phase2 as c
+
+pytestmark = pytest.mark.phase2
+
+
+@allure.story(c.TITLES[c.CONNECTOR_READY])
+@allure.severity(allure.severity_level.BLOCKER)
+def test_vpc_connector_ready(phase2, gate):
+    judge(c.connector_ready(phase2.connector, gate.target.connector))

@@ -1,0 +1,535 @@
+"""Serverless VPC Access v1 connectors, their error logs, and Compute Engine SSL certificates.
+
+World logic only (no HTTP here): :mod:`twin.server` parses requests and calls these functions. The
+state stays in the APIs' REST JSON, as in :mod:`twin.world`, and time is lazy: an operation stores
+when it finishes and :func:`advance` (called from ``World.advance`` at every request) completes it
+and writes the connector error log up to ``now``.
+
+The rules reproduced here are the ones a remediation can trip over:
+
+* ``minInstances`` 2–9, ``maxInstances`` 3–10, min below max, and a machine type the API knows;
+* a connector cannot be scaled down: a patch that lowers min or max instances is refused;
+* a patch WITHOUT ``updateMask`` replaces every modifiable field with the body's: a field the body
+  leaves out falls back to its default (e2-micro, 2, 10), exactly like a field named in the mask
+  but absent from the body. Only a patch whose mask names its fields leaves the others alone;
+* create, patch and delete are long-running: the connector is CREATING / UPDATING / DELETING, and
+  carries no traffic, until the operation completes ``timing.deploy_seconds`` later;
+* a connector whose egress exceeds ``maxInstances × throughput(machineType)`` is overloaded. While
+  overloaded or not READY it drops connections and logs error 10035.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import math
+import re
+import time
+import uuid
+from itertools import chain
+from typing import Any
+
+from google.cloud.vpcaccess_v1.types import vpc_access
+
+from twin.world import ApiError, World, rfc3339
+
+# Per-instance throughput (Mbps) by machine type (Serverless VPC Access, "Throughput and scaling").
+THROUGHPUT_MBPS = {"f1-micro": 100, "e2-micro": 200, "e2-standard-4": 3200}
+MIN_INSTANCES = (2, 9)
+MAX_INSTANCES = (3, 10)
+# What an unset field becomes, on create and on a patch that replaces it (the API's documented defaults).
+DEFAULTS = {"machineType": "e2-micro", "minInstances": 2, "maxInstances": 10}
+
+# The fields a patch may change, by their JSON name; updateMask paths may use either spelling.
+MODIFIABLE = ("machineType", "minInstances", "maxInstances", "minThroughput", "maxThroughput")
+IMMUTABLE = ("name", "network", "ipCidrRange", "subnet")
+OUTPUT_ONLY = ("state", "connectedProjects")
+
+METHOD = "google.cloud.vpcaccess.v1.VpcAccessService.{}Connector"
+OPERATION_METADATA = f"type.googleapis.com/{vpc_access.OperationMetadata.meta.full_name}"
+CONNECTOR_TYPE = f"type.googleapis.com/{vpc_access.Connector.meta.full_name}"
+EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
+
+# Connector error log. Google documents no log name for connector data-plane errors; this follows
+# the <service>%2F<what> convention of its other service logs (run.googleapis.com%2Frequests) and
+# the monitored-resource type Cloud Monitoring uses for connectors (vpc_access_connector).
+CONNECTOR_LOG = "vpcaccess.googleapis.com%2Fconnector"
+CONNECTOR_RESOURCE = "vpc_access_connector"
+ERROR_CODE = "10035"  # the runbook's code for a dropped egress connection
+CONNECTOR_LOG_CAP = 5_000
+# An idle twin left for days must not generate a week of entries in one request.
+MAX_BACKFILL_SECONDS = 6 * 3600
+
+
+# ---- encoding ---------------------------------------------------------------------------------
+
+
+def _roundtrip(message_type: Any, body: dict[str, Any]) -> dict[str, Any]:
+    msg = message_type.from_json(json.dumps(body), ignore_unknown_fields=False)
+    return json.loads(message_type.to_json(
+        msg, use_integers_for_enums=False, always_print_fields_with_no_presence=False, indent=None))
+
+
+def encode_connector(body: dict[str, Any]) -> dict[str, Any]:
+    return _roundtrip(vpc_access.Connector, body)
+
+
+def parse_connector(text: bytes) -> dict[str, Any]:
+    """A request body as the API decodes it: unknown fields are INVALID_ARGUMENT.
+
+    proto3 int32 fields have no presence, so ``"minInstances": 0`` reads as unset, as it does
+    for the real API.
+    """
+    try:
+        raw = json.loads(text or b"{}")
+        if not isinstance(raw, dict):
+            raise ValueError("the body is not a JSON object")
+        return _roundtrip(vpc_access.Connector, raw)
+    except Exception as exc:  # the message type rejected it: what the API calls a bad request
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
+
+
+def operation_json(op: dict[str, Any]) -> dict[str, Any]:
+    """A google.longrunning.Operation with vpcaccess OperationMetadata, encoded through the types."""
+    meta = {"method": op["method"], "createTime": op["createTime"], "target": op["target"]}
+    if op["done"]:
+        meta["endTime"] = op["endTime"]
+    out: dict[str, Any] = {
+        "name": op["name"],
+        "metadata": {"@type": OPERATION_METADATA, **_roundtrip(vpc_access.OperationMetadata, meta)},
+        "done": op["done"],
+    }
+    if op["done"]:
+        if op["kind"] == "delete":
+            out["response"] = {"@type": EMPTY_TYPE}
+        else:
+            out["response"] = {"@type": CONNECTOR_TYPE, **encode_connector(op["response"])}
+    return out
+
+
+# ---- connectors ---------------------------------------------------------------------------------
+
+
+def _parent(world: World, project: str, location: str) -> str:
+    if project != world.state["project"] or location != world.state["region"]:
+        # The twin holds one project and region; anything else has no connectors here.
+        raise ApiError(404, "NOT_FOUND", f"Location projects/{project}/locations/{location} has no connectors in this twin.")
+    return f"projects/{project}/locations/{location}"
+
+
+def _record(world: World, project: str, location: str, name: str) -> dict[str, Any]:
+    parent = _parent(world, project, location)
+    rec = world.state["connectors"].get(name)
+    if rec is None:
+        raise ApiError(404, "NOT_FOUND", f"Resource '{parent}/connectors/{name}' was not found")
+    return rec
+
+
+def get_connector(world: World, project: str, location: str, name: str) -> dict[str, Any]:
+    return encode_connector(_record(world, project, location, name)["resource"])
+
+
+def list_connectors(world: World, project: str, location: str, page_size: int, page_token: str | None
+                    ) -> dict[str, Any]:
+    _parent(world, project, location)
+    if page_size < 0:
+        raise ApiError(400, "INVALID_ARGUMENT", f"page_size must not be negative, got {page_size}.")
+    if page_token and not page_token.isdigit():
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid page token {page_token!r}.")
+    items = [encode_connector(r["resource"]) for _, r in sorted(world.state["connectors"].items())]
+    start, size = int(page_token or 0), page_size or 100
+    out: dict[str, Any] = {"connectors": items[start:start + size]}
+    if start + size < len(items):
+        out["nextPageToken"] = str(start + size)
+    return out
+
+
+def capacity_mbps(resource: dict[str, Any]) -> int:
+    return int(resource.get("maxInstances", 0)) * THROUGHPUT_MBPS.get(resource.get("machineType", ""), 0)
+
+
+def trouble(rec: dict[str, Any]) -> str | None:
+    """Why the connector drops connections now, or None when it carries its traffic."""
+    res = rec["resource"]
+    name = res["name"].rsplit("/", 1)[-1]
+    if res.get("state") != "READY":
+        return f"vpc connector {name} is {res.get('state', 'STATE_UNSPECIFIED')}, not READY"
+    load, cap = rec.get("load_mbps", 0), capacity_mbps(res)
+    if load > cap:
+        return f"vpc connector {name} overloaded ({load:g} Mbps over {cap} Mbps capacity)"
+    return None
+
+
+def _instances(fields: dict[str, Any]) -> tuple[int, int]:
+    """min/max instances; the deprecated throughput fields count only when instances are unset."""
+    lo = fields.get("minInstances") or (fields["minThroughput"] // 100 if fields.get("minThroughput") else 0)
+    hi = fields.get("maxInstances") or (fields["maxThroughput"] // 100 if fields.get("maxThroughput") else 0)
+    return int(lo or DEFAULTS["minInstances"]), int(hi or DEFAULTS["maxInstances"])
+
+
+def _validate(machine: str, lo: int, hi: int) -> None:
+    if machine not in THROUGHPUT_MBPS:
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"Invalid machine type {machine!r}; supported: {', '.join(THROUGHPUT_MBPS)}.")
+    if not MIN_INSTANCES[0] <= lo <= MIN_INSTANCES[1]:
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"min_instances must be between {MIN_INSTANCES[0]} and {MIN_INSTANCES[1]}, got {lo}.")
+    if not MAX_INSTANCES[0] <= hi <= MAX_INSTANCES[1]:
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"max_instances must be between {MAX_INSTANCES[0]} and {MAX_INSTANCES[1]}, got {hi}.")
+    if lo >= hi:
+        raise ApiError(400, "INVALID_ARGUMENT", f"min_instances ({lo}) must be lower than max_instances ({hi}).")
+
+
+def _sized(machine: str, lo: int, hi: int) -> dict[str, Any]:
+    # The deprecated throughput fields are still reported, in e2-micro-equivalent 100 Mbps steps.
+    return {"machineType": machine, "minInstances": lo, "maxInstances": hi,
+            "minThroughput": lo * 100, "maxThroughput": hi * 100}
+
+
+_ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def create_connector(world: World, project: str, location: str, connector_id: str | None,
+                     body: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    parent = _parent(world, project, location)
+    if not connector_id:
+        raise ApiError(400, "INVALID_ARGUMENT", "connector_id is required.")
+    # The console's rule: a Compute Engine name, under 21 characters with hyphens counting double.
+    if not _ID.match(connector_id) or len(connector_id) + connector_id.count("-") > 20:
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"Invalid connector id {connector_id!r}: lowercase letters, digits and hyphens, starting "
+                       "with a letter, under 21 characters (hyphens count as two).")
+    name = f"{parent}/connectors/{connector_id}"
+    if body.get("name") and body["name"] != name:
+        raise ApiError(400, "INVALID_ARGUMENT", f"connector.name {body['name']!r} does not match {name!r}.")
+    if connector_id in world.state["connectors"]:
+        raise ApiError(409, "ALREADY_EXISTS", f"Resource '{name}' already exists")
+    subnet = body.get("subnet")
+    if not body.get("network") and not (subnet and subnet.get("name")):
+        raise ApiError(400, "INVALID_ARGUMENT", "Either network or subnet.name must be given.")
+    if body.get("network") and not subnet:
+        _check_cidr(world, body.get("network", ""), body.get("ipCidrRange", ""))
+    machine = body.get("machineType") or DEFAULTS["machineType"]
+    lo, hi = _instances(body)
+    _validate(machine, lo, hi)
+    resource = {"name": name, **{k: body[k] for k in ("network", "ipCidrRange", "subnet") if body.get(k)},
+                "state": "CREATING", **_sized(machine, lo, hi)}
+    # The traffic is the services' egress, not the connector's: a connector created again under the
+    # same name carries what the old one carried.
+    traffic = world.state.setdefault("connector_traffic", {}).get(connector_id, {})
+    world.state["connectors"][connector_id] = {
+        "resource": resource,
+        "load_mbps": traffic.get("load_mbps", 0),
+        "errors_per_minute": traffic.get("errors_per_minute", 4),
+        "logged_until": now,
+    }
+    return _start(world, "create", name, now)
+
+
+def _check_cidr(world: World, network: str, cidr: str) -> None:
+    try:
+        net = ipaddress.ip_network(cidr)
+    except ValueError:
+        raise ApiError(400, "INVALID_ARGUMENT", f"ip_cidr_range {cidr!r} is not a valid IP range.") from None
+    if net.prefixlen != 28:
+        raise ApiError(400, "INVALID_ARGUMENT", f"ip_cidr_range must be a /28 range, got {cidr!r}.")
+    for other in world.state["connectors"].values():
+        res = other["resource"]
+        if res.get("network") == network and res.get("ipCidrRange") and \
+                ipaddress.ip_network(res["ipCidrRange"]).overlaps(net):
+            raise ApiError(400, "INVALID_ARGUMENT",
+                           f"ip_cidr_range {cidr} overlaps the range of connector {res['name']}.")
+
+
+def _mask_paths(update_mask: str | None) -> list[str] | None:
+    """updateMask as JSON field names; None when absent or '*' (replace every modifiable field)."""
+    if update_mask is None or update_mask.strip() in ("", "*"):
+        return None
+    paths = []
+    for raw in update_mask.split(","):
+        path = raw.strip()
+        camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), path)
+        if camel in MODIFIABLE:
+            paths.append(camel)
+        elif camel in IMMUTABLE or camel in OUTPUT_ONLY:
+            raise ApiError(400, "INVALID_ARGUMENT", f"Field {path!r} in update_mask cannot be updated.")
+        else:
+            raise ApiError(400, "INVALID_ARGUMENT", f"Invalid update_mask path {path!r}: not a field of Connector.")
+    return paths
+
+
+def patch_connector(world: World, project: str, location: str, name: str, body: dict[str, Any],
+                    update_mask: str | None, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    rec = _record(world, project, location, name)
+    current = rec["resource"]
+    if body.get("name") and body["name"] != current["name"]:
+        raise ApiError(400, "INVALID_ARGUMENT", f"connector.name {body['name']!r} does not match the request path.")
+    if current.get("state") != "READY":
+        raise ApiError(400, "FAILED_PRECONDITION",
+                       f"Connector {current['name']} is {current.get('state')}; wait for its operation to finish.")
+    paths = _mask_paths(update_mask)
+    if paths is None:
+        # No mask: every modifiable field takes the body's value, absent ones their defaults. Fields
+        # that cannot change may be repeated, not altered.
+        for field in ("network", "ipCidrRange", "subnet"):
+            if field in body and body[field] != current.get(field):
+                raise ApiError(400, "INVALID_ARGUMENT", f"Field {field!r} of a connector cannot be updated.")
+        wanted = {f: body[f] for f in MODIFIABLE if f in body}
+    else:
+        # A masked field absent from the body is cleared (FieldMask semantics); others stay.
+        wanted = {f: current.get(f) for f in MODIFIABLE if f not in paths}
+        wanted.update({f: body[f] for f in paths if f in body})
+        if "minInstances" in paths and "minThroughput" not in paths:
+            wanted.pop("minThroughput", None)  # the new count wins over the old throughput
+        if "maxInstances" in paths and "maxThroughput" not in paths:
+            wanted.pop("maxThroughput", None)
+    machine = wanted.get("machineType") or DEFAULTS["machineType"]
+    lo, hi = _instances(wanted)
+    _validate(machine, lo, hi)
+    old_lo, old_hi = int(current.get("minInstances", 0)), int(current.get("maxInstances", 0))
+    if lo < old_lo or hi < old_hi:
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"Scale-down is not supported: min_instances/max_instances can only increase "
+                       f"(now {old_lo}/{old_hi}, asked {lo}/{hi}). Delete and recreate the connector to shrink it.")
+    rec["resource"] = {**current, **_sized(machine, lo, hi), "state": "UPDATING"}
+    return _start(world, "update", current["name"], now)
+
+
+def delete_connector(world: World, project: str, location: str, name: str, now: float | None = None
+                     ) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    rec = _record(world, project, location, name)
+    res = rec["resource"]
+    if res.get("state") in ("CREATING", "UPDATING", "DELETING"):
+        raise ApiError(400, "FAILED_PRECONDITION",
+                       f"Connector {res['name']} is {res['state']}; wait for its operation to finish.")
+    rec["resource"] = {**res, "state": "DELETING"}
+    return _start(world, "delete", res["name"], now)
+
+
+def _start(world: World, kind: str, target: str, now: float) -> dict[str, Any]:
+    project, location = target.split("/")[1], target.split("/")[3]
+    op_id = str(uuid.uuid4())
+    op = {
+        "name": f"projects/{project}/locations/{location}/operations/{op_id}",
+        "kind": kind,
+        "method": METHOD.format(kind.capitalize()),
+        "target": target,
+        "createTime": rfc3339(now),
+        "done_at": now + world.state["timing"]["deploy_seconds"],
+        "done": False,
+    }
+    world.state.setdefault("vpc_operations", {})[op_id] = op
+    world.dirty = True
+    return operation_json(op)
+
+
+def get_operation(world: World, project: str, location: str, op_id: str) -> dict[str, Any]:
+    op = world.state.get("vpc_operations", {}).get(op_id)
+    if op is None or not op["name"].startswith(f"projects/{project}/locations/{location}/"):
+        raise ApiError(404, "NOT_FOUND", f"Operation projects/{project}/locations/{location}/operations/{op_id} not found")
+    return operation_json(op)
+
+
+def _complete(world: World, op: dict[str, Any]) -> None:
+    op["done"], op["endTime"] = True, rfc3339(op["done_at"])
+    name = op["target"].rsplit("/", 1)[-1]
+    rec = world.state["connectors"].get(name)
+    if rec is not None:
+        if op["kind"] == "delete":
+            world.state.setdefault("connector_traffic", {})[name] = {
+                "load_mbps": rec.get("load_mbps", 0), "errors_per_minute": rec.get("errors_per_minute", 4)}
+            del world.state["connectors"][name]
+        else:
+            rec["resource"] = {**rec["resource"], "state": "READY"}
+            op["response"] = rec["resource"]
+    world.dirty = True
+
+
+# ---- time ---------------------------------------------------------------------------------------
+
+
+def advance(world: World, now: float) -> None:
+    """Complete due operations and log connector errors up to ``now``, in time order.
+
+    The log is written up to each completion before the completion is applied, so the minutes
+    before a scale-up are logged as overloaded and the ones after it are not.
+    """
+    due = sorted((op for op in world.state.get("vpc_operations", {}).values()
+                  if not op["done"] and op["done_at"] <= now), key=lambda op: op["done_at"])
+    for op in due:
+        log_errors(world, op["done_at"])
+        _complete(world, op)
+    log_errors(world, now)
+
+
+def log_errors(world: World, until: float) -> None:
+    """Write the error entries every troubled connector owes for the time up to ``until``.
+
+    Entries fall on a fixed grid (``60 / errors_per_minute`` seconds apart, aligned to the epoch),
+    so seeding at reset and lazy generation afterwards produce the same series without overlap.
+    """
+    batch: list[dict[str, Any]] = []
+    for name, rec in world.state["connectors"].items():
+        since = rec.get("logged_until", until)
+        if until <= since:
+            continue
+        rec["logged_until"] = until
+        world.dirty = True
+        cause = trouble(rec)
+        rate = rec.get("errors_per_minute", 0)
+        if cause is None or rate <= 0:
+            continue
+        step = 60.0 / rate
+        first = math.floor(max(since, until - MAX_BACKFILL_SECONDS) / step) + 1
+        for k in range(first, math.floor(until / step) + 1):
+            batch.append(_error_entry(world, name, rec, cause, k * step))
+    if not batch:
+        return
+    batch.sort(key=lambda e: e["timestamp"])  # several connectors' series, interleaved in time
+    log = world.state.setdefault("connector_log", [])
+    log.extend(batch)
+    if len(log) > CONNECTOR_LOG_CAP:
+        del log[: len(log) - CONNECTOR_LOG_CAP]
+
+
+def _error_entry(world: World, name: str, rec: dict[str, Any], cause: str, at: float) -> dict[str, Any]:
+    project, region = world.state["project"], world.state["region"]
+    return {
+        "logName": f"projects/{project}/logs/{CONNECTOR_LOG}",
+        "resource": {"type": CONNECTOR_RESOURCE,
+                     "labels": {"project_id": project, "location": region, "connector_name": name}},
+        "timestamp": rfc3339(at),
+        "receiveTimestamp": rfc3339(at + 0.25),
+        "severity": "ERROR",
+        "insertId": hashlib.sha1(f"{name}/{at:.6f}".encode()).hexdigest()[:16],
+        "jsonPayload": {
+            "message": f"Connector {name} dropped an egress connection: error code {ERROR_CODE} ({cause})",
+            "errorCode": ERROR_CODE,
+            "connector": rec["resource"]["name"],
+        },
+    }
+
+
+def seed_errors(world: World, since: float, until: float) -> None:
+    """At reset: the troubled connectors' errors of the history window, then live from ``until``."""
+    for rec in world.state["connectors"].values():
+        rec["logged_until"] = since
+    log_errors(world, until)
+
+
+def log_entries(world: World) -> list[dict[str, Any]]:
+    """Every log entry the twin holds (requests and connector errors), in timestamp order."""
+    # Each list is a few runs already in order (the seeded history is one run per service), which
+    # Python's sort merges in linear time; rfc3339() timestamps compare correctly as strings.
+    return sorted(chain(world.state["request_log"], world.state.get("connector_log", [])),
+                  key=lambda e: e["timestamp"])
+
+
+# ---- data plane ---------------------------------------------------------------------------------
+
+
+def _sql_available(world: World, instance: str, now: float) -> bool:
+    try:
+        from twin import sql
+    except ImportError:  # the Cloud SQL module is optional; fall back to its restart window
+        return world.state["sql_instances"][instance].get("restarting_until", 0) <= now
+    result = sql.is_available(world, instance, now)
+    return bool(result[0] if isinstance(result, tuple) else result)
+
+
+def dependency_failure(world: World, service: str, path: str, now: float) -> str | None:
+    """Why ``/health/db`` or ``/health/redis`` of ``service`` fails now, or None when it passes.
+
+    Both go through the service's VPC connector (its template's vpcAccess); the database also
+    needs its Cloud SQL instance to accept connections.
+    """
+    template = world.state["services"][service]["resource"].get("template", {})
+    ref = (template.get("vpcAccess") or {}).get("connector")
+    if ref:
+        name = ref.rsplit("/", 1)[-1]
+        rec = world.state["connectors"].get(name)
+        if rec is None:
+            return f"vpc connector {name} does not exist"
+        cause = trouble(rec)
+        if cause:
+            return cause
+    elif path == "/health/redis":
+        # Memorystore has only a private address: without a connector there is no route to it.
+        return "no vpc connector: the private network (redis) is unreachable"
+    if path == "/health/db":
+        for instance in world.state.get("sql_instances", {}):
+            if not _sql_available(world, instance, now):
+                return f"cloud sql instance {instance} is not available"
+    return None
+
+
+# ---- Compute Engine v1: SSL certificates --------------------------------------------------------
+
+
+def _compute_types() -> Any:
+    # compute_v1 takes ~2 s to import; only the first certificate request pays for it.
+    from google.cloud import compute_v1
+
+    return compute_v1
+
+
+def _check_project(world: World, project: str) -> None:
+    if project != world.state["project"]:
+        raise ApiError(404, "NOT_FOUND", f"The resource 'projects/{project}' was not found")
+
+
+def get_certificate(world: World, project: str, name: str) -> dict[str, Any]:
+    _check_project(world, project)
+    rec = world.state["certificates"].get(name)
+    if rec is None:
+        raise ApiError(404, "NOT_FOUND", f"The resource 'projects/{project}/global/sslCertificates/{name}' was not found")
+    return _roundtrip(_compute_types().SslCertificate, rec["resource"])
+
+
+_NAME_FILTER = re.compile(r'^\s*name\s*(=|eq)\s*"?([^"\s]+)"?\s*$')
+
+
+def list_certificates(world: World, project: str, filter_: str | None, max_results: int,
+                      page_token: str | None) -> dict[str, Any]:
+    _check_project(world, project)
+    if not 0 <= max_results <= 500:
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid value for field 'maxResults': {max_results}. Must be 0-500.")
+    if page_token and not page_token.isdigit():
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid value for field 'pageToken': {page_token!r}.")
+    items = [rec["resource"] for _, rec in sorted(world.state["certificates"].items())]
+    if filter_:
+        m = _NAME_FILTER.match(filter_)
+        if not m:
+            # Refused rather than ignored: an ignored filter would answer a question not asked.
+            raise ApiError(400, "INVALID_ARGUMENT", f"The twin supports only `name = \"…\"` filters; got {filter_!r}.")
+        items = [r for r in items if r["name"] == m.group(2)]
+    start, size = int(page_token or 0), max_results or 500
+    body: dict[str, Any] = {
+        "kind": "compute#sslCertificateList",
+        "id": f"projects/{project}/global/sslCertificates",
+        "items": items[start:start + size],
+        "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/sslCertificates",
+    }
+    if start + size < len(items):
+        body["nextPageToken"] = str(start + size)
+    return _roundtrip(_compute_types().SslCertificateList, body)
+
+
+# ---- status ---------------------------------------------------------------------------------------
+
+
+def status(world: World) -> dict[str, Any]:
+    st = world.state
+    return {
+        "vpcaccess": {
+            "connectors": [encode_connector(r["resource"]) for _, r in sorted(st["connectors"].items())],
+            "operations": [operation_json(op) for op in st.get("vpc_operations", {}).values()],
+        },
+        # REST JSON as stored (and as served, minus the 2 s compute_v1 import the status page skips).
+        "compute": {"sslCertificates": [r["resource"] for _, r in sorted(st["certificates"].items())]},
+    }
