@@ -95,7 +95,7 @@ def test_utilization_above_90_after_the_fix_rolls_flags_back_and_escalates(incid
 
 def test_certificate_missing_a_domain_fails_that_domain_only(incident: Sandbox) -> None:
     incident.reset("cert-missing-domain")
-    run = incident.gate("-m", "phase2", "-k", "certificate")
+    run = incident.gate("-m", "phase2", "-k", "certificate", "-v")
     assert "test_ssl_certificate_valid[api.staging.netrasystems.ai] PASSED" in run.output
     assert "test_ssl_certificate_valid[api-staging.netrasystems.ai] FAILED" in run.output
     assert "does not cover api-staging.netrasystems.ai" in run.output
