@@ -51,7 +51,9 @@ class Timeouts(_Strict):
 
 class Service(_Strict):
     name: str
-    health_url: str | None = None
+    health_url: str | None = None                 # Phase 1's burst goes here
+    health_endpoints: list[str] = []              # Phase 3: every one must answer 200, healthy, < 2 s
+    required_env: dict[str, str] = {}             # Phase 3: the serving revision must carry these
 
     @field_validator("health_url")
     @classmethod
@@ -83,6 +85,30 @@ class Database(_Strict):
 
 class Certificate(_Strict):
     name: str
+
+
+class WebSocket(_Strict):
+    url: str
+    batch: int = Field(5, ge=1, le=100, description="concurrent connections that must all succeed")
+    timeout_seconds: float = Field(5, gt=0, description="for the upgrade and for each answer")
+
+    @field_validator("url")
+    @classmethod
+    def _ws(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("ws", "wss"):
+            raise ValueError("websocket.url must be a ws:// or wss:// URL")
+        return v
+
+
+class GoldenPath(_Strict):
+    """The user journey: log in, open the WebSocket with the token, get the AI response."""
+
+    login_url: str
+    user_env: str = Field(description="environment variable holding the test account's user name")
+    password_env: str = Field(description="environment variable holding its password (never in this file)")
+    message: str = "What is the status of my last optimization?"
+    final_event: str = "agent_completed"
+    deadline_seconds: float = Field(30, gt=0)
 
 
 class Twin(_Strict):
@@ -118,6 +144,8 @@ class Target(_Strict):
     database: Database | None = None
     certificate: Certificate | None = None
     domains: list[str] = []
+    websocket: WebSocket | None = None
+    golden_path: GoldenPath | None = None
 
     # Filled in by load(): which entry of which file this is.
     name: str = ""

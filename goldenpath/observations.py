@@ -51,6 +51,10 @@ class RevisionState:
     min_instances: int
     ready: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
+    env: tuple[tuple[str, str], ...] = ()   # the first container's plain env values, in order
+
+    def env_value(self, name: str) -> str | None:
+        return next((v for k, v in self.env if k == name), None)
 
 
 @dataclass(frozen=True)
@@ -220,3 +224,58 @@ class Phase2Observation:
     certificate: CertificateState | None
     tls: dict[str, TlsResult]
     backends_since: datetime | None = None   # the gate's last change to the instance: older points are stale
+
+
+# ---- Phase 3 ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    """One GET of one endpoint: what came back, how fast, and what the body said."""
+
+    url: str
+    status: int | None
+    seconds: float
+    body_status: str | None   # the body's "status" field, e.g. "healthy"
+    detail: str | None        # the cause when there was no usable answer, or the body's own cause
+
+
+@dataclass(frozen=True)
+class WsResult:
+    """One WebSocket connection: ping → pong, or why not (cause names the layer that failed)."""
+
+    ok: bool
+    cause: str | None          # "dns/tls: …", "upgrade refused: HTTP 403", "timeout: …", "closed 1011: …"
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GoldenPathResult:
+    """The user journey, leg by leg. Never holds the credentials or the token."""
+
+    ok: bool
+    failed_leg: str | None     # login, websocket, response
+    cause: str | None
+    legs: dict[str, float]     # leg → seconds since the journey started
+    events: tuple[str, ...]    # event types received, in order
+    response_chars: int = 0
+
+
+@dataclass(frozen=True)
+class StartupLog:
+    service: str
+    revision: str
+    since: datetime
+    errors: int
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Phase3Observation:
+    services: dict[str, ServiceState]
+    serving: dict[str, RevisionState | None]        # the revision serving 100 % (None: no single one)
+    health: dict[str, HttpCheck]                    # by URL
+    startup: dict[str, StartupLog | None]           # by service
+    websocket: tuple[WsResult, ...]
+    golden_path: GoldenPathResult | None
+    golden_path_problem: str | None = None          # why the journey could not be attempted (config)

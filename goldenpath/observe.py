@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,9 +22,10 @@ from goldenpath.gcp.session import GcpSession
 from goldenpath.gcp.sqladmin import CloudSql
 from goldenpath.gcp.vpcaccess import VpcAccess
 from goldenpath.observations import (
-    ApiCall, Burst, ConnectorLog, ConnectorState, MetricSeries, Phase2Observation, ServiceObservation, TlsResult,
+    ApiCall, Burst, ConnectorLog, ConnectorState, GoldenPathResult, HttpCheck, MetricSeries, Phase2Observation,
+    Phase3Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
 )
-from goldenpath.probes import http, tls
+from goldenpath.probes import http, journey, tls, websocket
 
 
 class Observer:
@@ -39,6 +41,7 @@ class Observer:
         self.compute = Compute(self.session)
         self._phase1: dict[str, ServiceObservation] | None = None
         self._phase2: Phase2Observation | None = None
+        self._phase3: Phase3Observation | None = None
 
     def phase1(self) -> dict[str, ServiceObservation]:
         if self._phase1 is None:
@@ -50,10 +53,16 @@ class Observer:
             self._phase2 = asyncio.run(self._gather_phase2())
         return self._phase2
 
+    def phase3(self) -> Phase3Observation:
+        if self._phase3 is None:
+            self._phase3 = asyncio.run(self._gather_phase3())
+        return self._phase3
+
     def invalidate(self) -> None:
         """Forget what was seen: called after every mutation, so nothing is judged on stale data."""
         self._phase1 = None
         self._phase2 = None
+        self._phase3 = None
 
     def last_change(self, resource: str) -> datetime | None:
         """When the gate last changed ``resource`` on this target, from the journal (None: never)."""
@@ -153,4 +162,79 @@ class Observer:
                                   timeout=t.timeouts.probe_seconds)
         self.session.calls.append(ApiCall("https", f"GET ×{len(result.samples)} (concurrent)", url,
                                           time.perf_counter() - t0, str(result.statuses())))
+        return result
+
+    # ---- Phase 3 -----------------------------------------------------------------------------
+
+    def golden_path_credentials(self) -> tuple[str, str] | str:
+        """(user, password) from the environment, or why they cannot be had (names the variable)."""
+        gp = self.target.golden_path
+        if gp is None:
+            return (f"target {self.target.name!r} has no golden_path (the auth service's login URL and the "
+                    f"test account's variables): add it to {self.target.source}")
+        missing = [v for v in (gp.user_env, gp.password_env) if not os.environ.get(v)]
+        if missing:
+            return (f"the test account's credentials are missing: set the environment variable(s) "
+                    f"{' and '.join(missing)} (never in targets.toml)")
+        return os.environ[gp.user_env], os.environ[gp.password_env]
+
+    async def _gather_phase3(self) -> Phase3Observation:
+        t = self.target
+        ca = str(t.ca_path) if t.ca_path else None
+
+        async def service(name: str) -> tuple[ServiceState, RevisionState | None, StartupLog | None]:
+            state, revisions = await asyncio.gather(asyncio.to_thread(self.run.get_service, name),
+                                                    asyncio.to_thread(self.run.list_revisions, name))
+            holding = state.holding_traffic
+            serving = next((r for r in revisions if len(holding) == 1 and r.name == holding[0].revision), None)
+            log = None
+            if serving is not None:
+                log = await asyncio.to_thread(self.logging.startup_errors, name, serving.name, serving.create_time)
+            return state, serving, log
+
+        urls = [u for s in t.services for u in s.health_endpoints]
+        creds = self.golden_path_credentials()
+        walk = None
+        if not isinstance(creds, str) and t.golden_path and t.websocket:
+            walk = self._journey(*creds)
+        per_service, checks, ws, walked = await asyncio.gather(
+            asyncio.gather(*(service(s.name) for s in t.services)),
+            asyncio.gather(*(self._check(u) for u in urls)),
+            websocket.ping_batch(t.websocket.url, t.websocket.batch, resolve_map=t.resolve, ca_bundle=ca,
+                                 timeout=t.websocket.timeout_seconds) if t.websocket else asyncio.sleep(0, result=()),
+            walk if walk is not None else asyncio.sleep(0, result=None),
+        )
+        if t.websocket:
+            self.session.calls.append(ApiCall("wss", f"ping ×{len(ws)} (concurrent)", t.websocket.url, 0.0,
+                                              f"{sum(r.ok for r in ws)} ok"))
+        names = [s.name for s in t.services]
+        problem = creds if isinstance(creds, str) else (None if t.websocket else "the target names no websocket")
+        return Phase3Observation(
+            services={n: r[0] for n, r in zip(names, per_service)},
+            serving={n: r[1] for n, r in zip(names, per_service)},
+            startup={n: r[2] for n, r in zip(names, per_service)},
+            health={c.url: c for c in checks},
+            websocket=tuple(ws),
+            golden_path=walked,
+            golden_path_problem=problem,
+        )
+
+    async def _check(self, url: str) -> HttpCheck:
+        t = self.target
+        result = await http.check(url, resolve_map=t.resolve, ca_bundle=str(t.ca_path) if t.ca_path else None,
+                                  timeout=t.timeouts.probe_seconds)
+        self.session.calls.append(ApiCall("https", "GET", url, result.seconds, str(result.status)))
+        return result
+
+    async def _journey(self, user: str, password: str) -> GoldenPathResult:
+        t = self.target
+        assert t.golden_path is not None and t.websocket is not None
+        gp = t.golden_path
+        result = await journey.walk(login_url=gp.login_url, ws_url=t.websocket.url, user=user, password=password,
+                                    message=gp.message, final_event=gp.final_event, deadline=gp.deadline_seconds,
+                                    resolve_map=t.resolve, ca_bundle=str(t.ca_path) if t.ca_path else None,
+                                    timeout=t.timeouts.probe_seconds)
+        self.session.calls.append(ApiCall("golden path", "login → websocket → response", gp.login_url,
+                                          sum(result.legs.values()) and max(result.legs.values()),
+                                          "ok" if result.ok else f"failed at {result.failed_leg}"))
         return result

@@ -22,6 +22,9 @@ import pytest
 from goldenpath.twinctl import free_ports, relocate_sim
 
 ROOT = Path(__file__).resolve().parents[1]
+# The twin's rehearsal account, as bin/gate sets it for the sim target (a scenario value, not a secret).
+REHEARSAL_ACCOUNT = {"GOLDENPATH_SIM_USER": "rehearsal@netrasystems.ai",
+                     "GOLDENPATH_SIM_PASSWORD": "rehearsal-only-not-a-secret"}
 SCENARIOS = ROOT / "twin" / "scenarios"
 
 
@@ -54,7 +57,7 @@ class Sandbox:
                "--targets-file", str(targets or self.targets), "--target", target,
                "--reports-dir", str(self.reports), *args]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+                              env={**os.environ, **REHEARSAL_ACCOUNT, **(env or {})}, stdin=subprocess.DEVNULL)
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def twin(self, *args: str) -> Run:

@@ -100,7 +100,7 @@ def test_inconclusive_is_not_a_pass(sandbox: Sandbox, incident: Sandbox) -> None
     incident.reset(str(quiet))
     assert incident.status()["scenario"] == "quiet"
     targets = sandbox.write_targets("quiet-targets.toml", sandbox.targets.read_text().replace(
-        "[targets.sim.twin]", "thresholds = { burst_size = 5, min_requests = 50 }\n[targets.sim.twin]"))
+        "[targets.sim]\n", "[targets.sim]\nthresholds = { burst_size = 5, min_requests = 50 }\n", 1))
     run = sandbox.gate("-m", "phase1", targets=targets)
     assert run.returncode == 0, run.output
     assert "1 inconclusive" in run.output and "INCONCLUSIVE" in run.output

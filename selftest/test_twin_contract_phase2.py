@@ -40,7 +40,9 @@ PARENT = f"projects/{PROJECT}/locations/{REGION}"
 CONNECTOR = "staging-connector"
 CONNECTOR_NAME = f"{PARENT}/connectors/{CONNECTOR}"
 CERT = "staging-ssl-cert"
-API_HOST, API_HOST_2, AUTH_HOST = "api.staging.netrasystems.ai", "api-staging.netrasystems.ai", "auth.staging.netrasystems.ai"
+API_HOST, API_HOST_2 = "api.staging.netrasystems.ai", "api-staging.netrasystems.ai"
+UNCOVERED_HOST = "www.staging.netrasystems.ai"  # no certificate of any scenario lists it
+AUTH_CERT = "auth-ssl-cert"  # the auth service's own certificate (the Golden Path logs in over TLS)
 BACKEND, NEW = "netra-backend-staging", "netra-backend-staging-00750-69k"
 CONNECTOR_FILTER = f'resource.type="vpc_access_connector" AND resource.labels.connector_name="{CONNECTOR}"'
 
@@ -266,13 +268,13 @@ def test_certificate_bodies_with_the_real_client(incident: Twin) -> None:
     assert raw.name == CERT and list(raw.managed.domains) == [API_HOST, API_HOST_2]
     listed = compute_v1.SslCertificateList.from_json(
         ok(incident.api.get(f"/compute/v1/projects/{PROJECT}/global/sslCertificates")), ignore_unknown_fields=False)
-    assert listed.kind == "compute#sslCertificateList" and [c.name for c in listed.items] == [CERT]
+    assert listed.kind == "compute#sslCertificateList" and [c.name for c in listed.items] == [AUTH_CERT, CERT]
 
     client = compute_v1.SslCertificatesClient(transport="rest", credentials=AnonymousCredentials(),
                                               client_options={"api_endpoint": incident.endpoint})
     got = client.get(project=PROJECT, ssl_certificate=CERT, timeout=TIMEOUT)
     assert got == raw and got.managed.status == "ACTIVE"
-    assert [c.name for c in client.list(project=PROJECT, timeout=TIMEOUT)] == [CERT]
+    assert [c.name for c in client.list(project=PROJECT, timeout=TIMEOUT)] == [AUTH_CERT, CERT]
     with pytest.raises(gexc.NotFound):
         client.get(project=PROJECT, ssl_certificate="nope", timeout=TIMEOUT)
 
@@ -414,7 +416,7 @@ def test_tls_serves_the_certificate_of_the_domain(incident: Twin, host: str) -> 
 
 def test_tls_for_a_domain_no_certificate_covers_fails_verification(incident: Twin) -> None:
     with pytest.raises(ssl.SSLCertVerificationError, match="match|mismatch"):
-        _peer_cert(incident, AUTH_HOST)
+        _peer_cert(incident, UNCOVERED_HOST)
 
 
 def test_health_db_follows_the_connector(fast: Twin) -> None:

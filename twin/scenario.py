@@ -47,6 +47,7 @@ class RevisionSpec(_Strict):
     image: str = "us-docker.pkg.dev/cloudrun/container/hello"
     env: dict[str, str] = {}
     broken: bool = False
+    startup_errors: list[str] = []      # logged at severity ERROR when the revision started
 
 
 class TrafficSpec(_Strict):
@@ -92,8 +93,29 @@ class CertificateSpec(_Strict):
     expires_in_days: float = 60
 
 
+class GoldenPathSpec(_Strict):
+    """The twin's rehearsal account and how its agent answers (the data plane's Golden Path)."""
+
+    user: str = "rehearsal@netrasystems.ai"
+    password: str = "rehearsal-only-not-a-secret"
+    events: list[str] = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
+    event_delay_seconds: float = Field(0.05, ge=0)
+
+
+class WebSocketSpec(_Strict):
+    silent: bool = False                # accepts the upgrade, then never answers
+
+
+class RolloutSpec(_Strict):
+    """What happens to revisions the control plane creates from a template change."""
+
+    new_revisions_broken: bool = False  # they fail their health checks and log startup errors
+    startup_seconds: float = Field(1.0, ge=0)
+
+
 class ServiceSpec(_Strict):
     name: str
+    kind: str = "backend"               # backend: /health*, /ws; auth: /health, /auth/login
     hosts: list[str] = []
     vpc_connector: str | None = None     # the connector its egress goes through
     updated_minutes_ago: float = 60
@@ -123,6 +145,9 @@ class Scenario(_Strict):
     connector: ConnectorSpec | None = None
     sql: SqlSpec | None = None
     certificates: list[CertificateSpec] = []
+    golden_path: GoldenPathSpec = GoldenPathSpec()
+    websocket: WebSocketSpec = WebSocketSpec()
+    rollout: RolloutSpec = RolloutSpec()
 
 
 def available() -> list[str]:

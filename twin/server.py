@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from twin import encode, network
+from twin import dataplane, encode, network
 from twin.logfilter import FilterError
 from twin.scenario import ScenarioError
 from twin.world import ApiError, World
@@ -332,22 +332,36 @@ def control_app(twin: Twin) -> Starlette:
 
 
 def data_app(twin: Twin) -> Callable[..., Awaitable[None]]:
-    """The services themselves, addressed by host name (SNI and Host header) as on real staging."""
+    """The services themselves, addressed by host name (SNI and Host header) as on real staging.
+
+    HTTP requests are answered by ``World.serve`` (routing, health, the applications' routes in
+    :mod:`twin.dataplane`); WebSocket connections by :func:`twin.dataplane.websocket`.
+    """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await dataplane.websocket(twin.lock, twin.world, scope, receive, send)
+            return
         if scope["type"] != "http":
             return
-        headers = dict(scope["headers"])
-        host = headers.get(b"host", b"").decode().rsplit(":", 1)[0] if b"host" in headers else ""
+        body = b""
+        while True:  # the whole body (a login is a few bytes); the world answers from all of it
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
         async with twin.lock:
             twin.world.advance()
-            answer = twin.world.serve(host, scope["path"])
+            answer = twin.world.serve(dataplane.host_of(scope), scope["path"], method=scope["method"], body=body)
         if answer.latency:
             # The answer is slow the way the contended service is slow; the lock is not held.
             await asyncio.sleep(answer.latency)
-        body = json.dumps(answer.body).encode()
+        payload = json.dumps(answer.body).encode()
         await send({"type": "http.response.start", "status": answer.status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
 
     return app

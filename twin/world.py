@@ -9,11 +9,12 @@ request, so the twin needs no background scheduler and stays deterministic.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,14 @@ class World:
             "certificates": {},
             "counters": {},
             "requests": {"reads": 0, "writes": 0, "by_method": {}},
+            # The data plane's application side (twin.dataplane): the rehearsal account and its agent,
+            # how the WebSocket behaves, what happens to revisions a template change creates, the
+            # tokens the auth service issued (by digest) and the revisions' own stdout/stderr log.
+            "golden_path": sc.golden_path.model_dump(),
+            "websocket": sc.websocket.model_dump(),
+            "rollout": sc.rollout.model_dump(),
+            "tokens": {},
+            "run_log": [],
         }
         for svc in sc.services:
             revs = sorted(svc.revisions, key=lambda r: -r.created_minutes_ago)
@@ -148,7 +157,7 @@ class World:
                 "reconciling": False,
                 "etag": _etag(uid, generation),
             }
-            st["services"][svc.name] = {"hosts": list(svc.hosts), "resource": encode.service(resource)}
+            st["services"][svc.name] = {"hosts": list(svc.hosts), "kind": svc.kind, "resource": encode.service(resource)}
             st["counters"][svc.name] = 0
         if sc.connector is not None:
             c = sc.connector
@@ -217,6 +226,11 @@ class World:
                 },
             }
         self.state = st
+        # Every scenario revision started once, when it was created: its startup log says how.
+        for svc in sc.services:
+            for rev in svc.revisions:
+                dataplane().log_startup(self, svc.name, rev.name, now - rev.created_minutes_ago * 60, now,
+                                        broken=rev.broken, errors=rev.startup_errors, explain_broken=False)
         self._seed_history(sc, now)
         network().seed_errors(self, now - sc.history.minutes * 60, now)
         self.dirty = True
@@ -253,9 +267,15 @@ class World:
             base = svc["name"]
             if op.get("new_revision"):
                 svc["latestReadyRevision"] = f"{base}/revisions/{op['new_revision']}"
-                rev = self.state["revisions"][op["new_revision"]]["resource"]
+                record = self.state["revisions"][op["new_revision"]]
+                rev = record["resource"]
                 rev["reconciling"] = False
+                # A broken rollout revision is still marked Ready, as the scenarios' broken revisions are
+                # (real Cloud Run would fail the deploy instead): it answers 503 once traffic reaches it,
+                # and its startup log says why, so a gate must look at both before trusting it.
                 rev["conditions"] = [_condition("Ready", "CONDITION_SUCCEEDED", now)]
+                dataplane().log_startup(self, op["service"], op["new_revision"], op.get("created_at", now), now,
+                                        broken=record["broken"], errors=[], explain_broken=True)
             svc["trafficStatuses"] = self._resolve_traffic(svc)
             svc["observedGeneration"] = svc["generation"]
             svc["reconciling"] = False
@@ -366,16 +386,24 @@ class World:
                 {k: v for k, v in t.items() if k in ("type", "revision", "percent", "tag")} for t in traffic
             ]
         op: dict[str, Any] = {"kind": "update_service", "service": name, "done": False}
+        duration = self.state["timing"]["deploy_seconds"]
         if template_changed:
+            rollout = self.state.get("rollout", {})
             rev_name = self._new_revision_name(name)
             rev_resource = encode.revision(_revision_from_template(current["name"], rev_name, new_template, now))
-            self.state["revisions"][rev_name] = {"service": name, "broken": False, "resource": rev_resource}
+            # The scenario decides whether the revisions a rollout creates can start (config-rollout-broken).
+            broken = bool(rollout.get("new_revisions_broken", False))
+            self.state["revisions"][rev_name] = {"service": name, "broken": broken, "resource": rev_resource}
             updated["template"] = new_template
             updated["latestCreatedRevision"] = f"{current['name']}/revisions/{rev_name}"
             op["new_revision"] = rev_name
+            op["created_at"] = now
+            # The operation ends once the new revision has started (or failed to), so its startup log
+            # is complete, and never stamped in the future, when the operation says done.
+            duration = max(duration, float(rollout.get("startup_seconds", 0)))
         updated["etag"] = _etag(updated["uid"], generation)
         self.state["services"][name]["resource"] = updated
-        op.update(done_at=now + self.state["timing"]["deploy_seconds"], metadata=dict(updated), name=op_name)
+        op.update(done_at=now + duration, metadata=dict(updated), name=op_name)
         self.state["operations"][op_id] = op
         self.dirty = True
         return self.operation_json(op)
@@ -442,8 +470,10 @@ class World:
                 403, "PERMISSION_DENIED",
                 f"The twin holds logs only for {sorted(projects)}; asked for {resource_names}.",
             )
-        # Requests and connector errors, merged in timestamp order.
-        hits = [e for e in network().log_entries(self) if matches(filter_, e)]
+        # Requests, connector errors and the revisions' startup logs, merged in timestamp order
+        # (each list is in order already; rfc3339() timestamps compare correctly as strings).
+        merged = heapq.merge(network().log_entries(self), self.state.get("run_log", []), key=lambda e: e["timestamp"])
+        hits = [e for e in merged if matches(filter_, e)]
         if order_desc:
             hits.reverse()
         start = int(page_token or 0)
@@ -459,18 +489,24 @@ class World:
                 return name
         return None
 
-    def serve(self, host: str, path: str, at: float | None = None) -> DataAnswer:
+    def pick_revision(self, name: str) -> tuple[str, int, bool]:
+        """The revision that serves the next request to service ``name``, the request's number, and
+        whether the traffic is split (contended). Every data-plane request and WebSocket goes through here."""
+        svc = self.state["services"][name]["resource"]
+        n = self.state["counters"][name] = self.state["counters"].get(name, 0) + 1
+        serving = [t for t in self._resolve_traffic_statuses(svc) if t["percent"] > 0]
+        return _pick(serving, n), n, len(serving) > 1
+
+    def serve(self, host: str, path: str, at: float | None = None, method: str = "GET",
+              body: bytes = b"") -> DataAnswer:
         """Answer one data-plane request and write it to the request log, as Cloud Run would."""
         now = time.time() if at is None else at
         name = self.service_for_host(host)
         if name is None:
             return DataAnswer(404, {"error": f"no service is mapped to host {host}"}, 0.0)
         svc = self.state["services"][name]["resource"]
-        n = self.state["counters"][name] = self.state["counters"].get(name, 0) + 1
-        serving = [t for t in self._resolve_traffic_statuses(svc) if t["percent"] > 0]
-        revision = _pick(serving, n)
+        revision, n, contended = self.pick_revision(name)
         contention = self.state["contention"]
-        contended = len(serving) > 1
         route = path.rstrip("/")
         lo, hi = contention["latency_seconds"]
         slow = lo + (hi - lo) * ((n * 29) % 100) / 100
@@ -478,6 +514,9 @@ class World:
             answer = DataAnswer(503, {"status": "unhealthy", "revision": revision, "error": "startup dependency failed"}, 0.05)
         elif contended and (n * 53) % 100 < contention["error_rate"] * 100:
             answer = DataAnswer(503, {"error": "Service Unavailable", "revision": revision}, slow)
+        elif (app := dataplane().answer(self, name, revision, method, route, body, n, now)) is not None:
+            # The service's own routes (login, …) behind the same platform: contention slows them too.
+            answer = replace(app, latency=slow) if contended else app
         elif route in ("/health/db", "/health/redis"):
             # Contention slows these down too, but their answer is their dependencies'.
             cause = network().dependency_failure(self, name, route, now)
@@ -490,7 +529,7 @@ class World:
             answer = DataAnswer(200, {"status": "healthy", "revision": revision}, 0.02 + (n % 5) * 0.005)
         else:
             answer = DataAnswer(404, {"error": "not found"}, 0.01)
-        self._log_request(svc, revision, host, path, answer, now)
+        self.log_request(svc, revision, host, path, answer, now, method)
         return answer
 
     @staticmethod
@@ -501,9 +540,12 @@ class World:
             out.append({"revision": rev, "percent": int(t.get("percent", 0))})
         return out
 
-    def _log_request(
-        self, svc: dict[str, Any], revision: str, host: str, path: str, answer: DataAnswer, at: float
+    def log_request(
+        self, svc: dict[str, Any], revision: str, host: str, path: str, answer: DataAnswer, at: float,
+        method: str = "GET",
     ) -> None:
+        """One entry of the request log (run.googleapis.com%2Frequests), as Cloud Run writes it; the
+        data plane's WebSocket sessions are logged here too (101 accepted, 4xx/5xx refused)."""
         name = svc["name"].rsplit("/", 1)[-1]
         severity = "ERROR" if answer.status >= 500 else "WARNING" if answer.status >= 400 else "INFO"
         entry = {
@@ -523,7 +565,7 @@ class World:
             "severity": severity,
             "insertId": uuid.uuid4().hex[:16],
             "httpRequest": {
-                "requestMethod": "GET",
+                "requestMethod": method,
                 "requestUrl": f"https://{host}{path}",
                 "status": answer.status,
                 "responseSize": str(len(json.dumps(answer.body))),
@@ -560,7 +602,8 @@ class World:
                 "operations": list(st.get("sql_operations", {}).values()),
             },
             "logging": {"request_log_entries": len(st["request_log"]),
-                        "connector_log_entries": len(st.get("connector_log", []))},
+                        "connector_log_entries": len(st.get("connector_log", [])),
+                        "run_log_entries": len(st.get("run_log", []))},
             "data_plane": {name: s["hosts"] for name, s in st["services"].items()},
             "requests": st["requests"],
         }
@@ -569,6 +612,13 @@ class World:
 def network() -> Any:
     # twin.network builds on this module (ApiError, World), so it is imported when first used.
     from twin import network as module
+
+    return module
+
+
+def dataplane() -> Any:
+    # twin.dataplane builds on this module too (World, DataAnswer): imported when first used.
+    from twin import dataplane as module
 
     return module
 

@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from goldenpath.gcp.session import GcpSession
-from goldenpath.observations import ConnectorLog, RequestLog
+from goldenpath.observations import ConnectorLog, RequestLog, StartupLog
 
 EXAMPLES = 5
 ERRORS_CAP = 100
@@ -86,6 +86,20 @@ class CloudLogging:
             connector=connector, since=since, errors=len(entries), capped=len(entries) >= ERRORS_CAP,
             code_10035=sum("10035" in t for t in texts), examples=tuple(t[:160] for t in texts[:EXAMPLES]),
         )
+
+    def startup_errors(self, service: str, revision: str, since: datetime) -> StartupLog:
+        """What a revision logged at severity ≥ ERROR since it was created, request logs aside (a 5xx
+        request is logged as an error too, and says nothing about how the revision started)."""
+        project = self.session.target.project
+        filter_ = (
+            'resource.type="cloud_run_revision" '
+            f'AND resource.labels.revision_name="{revision}" '
+            f'AND logName!="projects/{project}/logs/run.googleapis.com%2Frequests" '
+            f'AND severity>=ERROR AND timestamp>="{_ts(since)}"'
+        )
+        entries = self._list(filter_, ERRORS_CAP)
+        return StartupLog(service=service, revision=revision, since=since, errors=len(entries),
+                          examples=tuple(_text(e)[:160] for e in entries[:EXAMPLES]))
 
 
 def _text(entry: Any) -> str:

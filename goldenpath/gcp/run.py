@@ -111,6 +111,7 @@ class CloudRun:
 
     def _revision_state(self, rev: Any) -> RevisionState:
         ready = any(c.type_ == "Ready" and c.state.name == READY for c in rev.conditions)
+        env = tuple((e.name, e.value) for e in rev.containers[0].env) if rev.containers else ()
         return RevisionState(
             name=short(rev.name),
             full_name=rev.name,
@@ -118,7 +119,36 @@ class CloudRun:
             min_instances=int(rev.scaling.min_instance_count),
             ready=ready,
             raw=to_json(rev),
+            env=env,
         )
+
+    def set_env(self, service: str, env: Sequence[tuple[str, str]], *, expected_etag: str = "") -> ServiceState:
+        """Give the template exactly ``env`` (a new revision), validate_only first, etag-guarded, and wait."""
+        v2 = self._v2
+        msg = self._get_service_message(service)
+        if expected_etag and msg.etag != expected_etag:
+            raise CheckError(
+                f"{service} changed since the plan was made (etag {expected_etag} → {msg.etag}); nothing was "
+                "applied: run the gate again to re-plan from the current state."
+            )
+        container = msg.template.containers[0]
+        keep = [e for e in container.env if e.value_source]  # secrets stay as they are
+        container.env = keep + [v2.EnvVar(name=k, value=v) for k, v in env if all(k != s.name for s in keep)]
+        msg.template.revision = ""  # let Cloud Run name the new revision
+        return self._update(service, msg)
+
+    def _update(self, service: str, msg: Any) -> ServiceState:
+        v2 = self._v2
+        path = self.service_path(service)
+        timeout = self.session.target.timeouts.api_seconds
+        with self.session.call(self.API, "services.patch(validate_only)", path):
+            self._services.update_service(request=v2.UpdateServiceRequest(service=msg, validate_only=True),
+                                          timeout=timeout).result(timeout=timeout)
+        with self.session.call(self.API, "services.patch", path):
+            op = self._services.update_service(request=v2.UpdateServiceRequest(service=msg), timeout=timeout)
+        with self.session.call(self.API, "operations.wait", op.operation.name):
+            done = op.result(timeout=self.session.target.timeouts.operation_seconds, polling=self.session.polling())
+        return self._state(done)
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -136,16 +166,7 @@ class CloudRun:
                              revision=s.revision, percent=s.percent)
             for s in shares
         ]
-        path = self.service_path(service)
-        timeout = self.session.target.timeouts.api_seconds
-        with self.session.call(self.API, "services.patch(validate_only)", path):
-            self._services.update_service(request=v2.UpdateServiceRequest(service=msg, validate_only=True),
-                                          timeout=timeout).result(timeout=timeout)
-        with self.session.call(self.API, "services.patch", path):
-            op = self._services.update_service(request=v2.UpdateServiceRequest(service=msg), timeout=timeout)
-        with self.session.call(self.API, "operations.wait", op.operation.name):
-            done = op.result(timeout=self.session.target.timeouts.operation_seconds, polling=self.session.polling())
-        return self._state(done)
+        return self._update(service, msg)
 
     def delete_revision(self, service: str, revision: str) -> str:
         """Delete a revision (irreversible); returns the operation's name for the journal."""

@@ -8,7 +8,7 @@ from typing import Mapping
 
 import httpx
 
-from goldenpath.observations import Burst, Sample
+from goldenpath.observations import Burst, HttpCheck, Sample
 from goldenpath.probes import resolve
 
 
@@ -39,3 +39,21 @@ def _why(exc: Exception) -> str:
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "TLS certificate not trusted (" + text.split("certificate verify failed:")[-1].strip(" ()") + ")"
     return text
+
+
+async def check(url: str, *, resolve_map: Mapping[str, str], ca_bundle: str | None, timeout: float) -> HttpCheck:
+    """One GET, with the body's own verdict ({"status": "healthy"}) and cause when it gives one."""
+    async with resolve.client(resolve_map, ca_bundle, timeout, connections=1) as client:
+        t0 = time.perf_counter()
+        try:
+            resp = await client.get(url)
+        except httpx.HTTPError as exc:
+            return HttpCheck(url, None, time.perf_counter() - t0, None, _why(exc) or type(exc).__name__)
+        seconds = time.perf_counter() - t0
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    detail = body.get("cause") or body.get("error")
+    return HttpCheck(url, resp.status_code, seconds, body.get("status"), str(detail) if detail else None)

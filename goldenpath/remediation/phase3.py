@@ -1,0 +1,122 @@
+"""Phase 3 remediation: roll out the missing configuration as a new revision, then move traffic.
+
+Runbook: "Environment Configuration Fixes" and "Staged Service Restart Approach". The runbook's
+"restart" (`replace-traffic --to-latest`, then `sleep 30`) becomes a rollout: the template gets the
+required environment (a new revision, validate_only first, etag-guarded), and once that revision is
+ready, 100 % of traffic moves to it. Rollback puts traffic back on the previous revision and removes
+what was added from the template. Both services are handled the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from goldenpath.config import Target
+from goldenpath.criteria import phase3 as criteria
+from goldenpath.errors import CheckError
+from goldenpath.observations import Phase3Observation, TrafficShare
+from goldenpath.observe import Observer
+from goldenpath.remediation.change import Change
+from goldenpath.remediation.runner import Executor
+from goldenpath.verdict import Verdict
+
+ROLLOUT = "rollout-config"
+TITLE = "Phase 3: Service Recovery"
+
+
+def plan(target: Target, obs: Phase3Observation) -> list[Change]:
+    changes: list[Change] = []
+    where = f"--region={target.region} --project={target.project}"
+    for svc in target.services:
+        state, serving = obs.services[svc.name], obs.serving[svc.name]
+        if serving is None or state.reconciling or not svc.required_env:
+            continue  # no single serving revision: phase 1's business, and its criteria say so
+        missing = {k: v for k, v in svc.required_env.items() if serving.env_value(k) != v}
+        if not missing:
+            continue
+        template_env = _template_env(state.raw)
+        merged = [(k, missing.get(k, v)) for k, v in template_env] + \
+                 [(k, v) for k, v in missing.items() if all(k != name for name, _ in template_env)]
+        pairs = ",".join(f"{k}={v}" for k, v in missing.items())
+        changes.append(Change(
+            phase=3, step=ROLLOUT, subject=svc.name, resource=state.full_name,
+            summary=f"{svc.name}: roll out {pairs} as a new revision and move traffic to it (now {serving.name})",
+            before={"env": {k: serving.env_value(k) for k in missing}, "serving": serving.name},
+            after={"env": missing, "serving": "(the new revision)"},
+            reversible=True,
+            gcloud=(f"gcloud run services update {svc.name} {where} --update-env-vars={pairs} && "
+                    f"gcloud run services update-traffic {svc.name} {where} --to-latest"),
+            why=("the runbook's restart (replace-traffic --to-latest, sleep 30) becomes a rollout: a new revision "
+                 "with the configuration, traffic moved only once it is ready, the phase verified; on failure "
+                 f"traffic goes back to {serving.name} and the added variables are removed"),
+            expected_etag=state.etag,
+            payload={"service": svc.name, "env": merged, "restore_env": template_env, "previous": serving.name},
+        ))
+    return changes
+
+
+def _template_env(service_raw: dict[str, Any]) -> list[tuple[str, str]]:
+    containers = service_raw.get("template", {}).get("containers", [])
+    return [(e["name"], e.get("value", "")) for e in (containers[0].get("env", []) if containers else [])
+            if "valueSource" not in e]
+
+
+class RolloutConfig:
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        p = change.payload
+        run = self.observer.run
+        deployed = run.set_env(p["service"], [tuple(e) for e in p["env"]], expected_etag=change.expected_etag)
+        new = deployed.latest_ready
+        if new == p["previous"]:
+            # Never leave a half-applied change: the template goes back before the error is reported.
+            run.set_env(p["service"], [tuple(e) for e in p["restore_env"]], expected_etag=deployed.etag)
+            raise CheckError(f"{p['service']}: the new revision with the configuration never became ready "
+                             f"(latest ready is still {new}); the template was restored")
+        routed = run.set_traffic(p["service"], [TrafficShare(new, 100)], expected_etag=deployed.etag)
+        return {"new_revision": new, "etag": routed.etag}
+
+    def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
+        p = change.payload
+        run = self.observer.run
+        routed = run.set_traffic(p["service"], [TrafficShare(p["previous"], 100)], expected_etag=applied.get("etag", ""))
+        restored = run.set_env(p["service"], [tuple(e) for e in p["restore_env"]], expected_etag=routed.etag)
+        return {"serving": restored.split_text(), "template_env": _template_env(restored.raw)}
+
+    def restored(self, change: Change) -> tuple[bool, str]:
+        p = change.payload
+        state = self.observer.run.get_service(p["service"])
+        serving_ok = [(s.revision, s.percent) for s in state.holding_traffic] == [(p["previous"], 100)]
+        env_ok = _template_env(state.raw) == [tuple(e) for e in p["restore_env"]]
+        return serving_ok and env_ok, f"{state.name} serves {state.split_text()}; template env " \
+                                      f"{'as before' if env_ok else 'still changed'}"
+
+
+class Phase3Remedy:
+    phase = 3
+    title = TITLE
+
+    def __init__(self, target: Target, observer: Observer) -> None:
+        self.target = target
+        self.observer = observer
+        self._executor = RolloutConfig(observer)
+
+    def plan(self) -> list[Change]:
+        return plan(self.target, self.observer.phase3())
+
+    def executor(self, step: str) -> Executor:
+        return self._executor
+
+    def invalidate(self) -> None:
+        self.observer.invalidate()
+
+    def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
+        return criteria.evaluate(self.observer.phase3(), self.target, sorted({c.subject for c in changes}))
+
+    def escalation(self, failed: list[Verdict], restored: bool) -> str:
+        after = ("traffic is back on the previous revision and the added variables were removed (verified)"
+                 if restored else "the previous revision and configuration could NOT be restored and verified")
+        return (f"Phase 3 did not verify after the configuration rollout: {'; '.join(v.reason for v in failed)}. "
+                f"{after}. Read the new revision's startup logs before trying again.")
