@@ -17,10 +17,6 @@ import copy
 import functools
 import json
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,7 +28,7 @@ from google.cloud.logging_v2.types import ListLogEntriesResponse
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
-from goldenpath.twinctl import free_ports
+from selftest.twinproc import running_twin
 from twin.server import ROUTES, ApiRoute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,48 +107,17 @@ def test_write_route_is_not_a_get(route: ApiRoute) -> None:
 # ---- the twin under test ---------------------------------------------------------------------
 
 
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, deadline_s: float = 30.0) -> None:
-    deadline, delay = time.monotonic() + deadline_s, 0.02
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the twin exited with {proc.returncode} before answering:\n{log.read_text()}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-    pytest.fail(f"the twin did not answer {url} within {deadline_s:.0f} s:\n{log.read_text()}")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
 def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A real twin subprocess on free loopback ports, in a temporary home; yields its control plane."""
     home = tmp_path_factory.mktemp("twin-contract")
-    cport, dport, gport = free_ports(3)
-    log = home.parent / f"{home.name}.log"  # outside the home, which the twin owns
-    cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve", "--control", f"127.0.0.1:{cport}",
-           "--data", f"127.0.0.1:{dport}", "--grpc", f"127.0.0.1:{gport}", "--scenario", SCENARIO]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        wait_healthy(proc, f"http://127.0.0.1:{cport}/_twin/health", log)
-        with httpx.Client(base_url=f"http://127.0.0.1:{cport}", timeout=TIMEOUT) as client:
-            yield client
-    finally:
-        stop(proc)
+    with running_twin(home, SCENARIO) as proc, \
+            httpx.Client(base_url=f"http://127.0.0.1:{proc.control_port}", timeout=TIMEOUT) as client:
+        yield client
 
 
 @pytest.fixture

@@ -10,11 +10,8 @@ that breaks a rule fails in rehearsal, not on staging.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,8 +25,8 @@ from google.cloud import vpcaccess_v1
 from google.cloud.logging_v2.types import ListLogEntriesResponse
 from google.logging.type import log_severity_pb2
 
-from goldenpath.twinctl import free_ports
-from selftest.test_twin_contract import doc_method, google_error, normalised, ok, parse_operation, unpack, wait_healthy
+from selftest.test_twin_contract import doc_method, google_error, normalised, ok, parse_operation, unpack
+from selftest.twinproc import running_twin
 from twin.server import ROUTES, ApiRoute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,33 +140,16 @@ class Twin:
         assert json.loads(ok(self.api.post(f"/v2/{op['name']}:wait", json={"timeout": "8s"})))["done"] is True
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     home = tmp_path_factory.mktemp("twin-phase2")
     scenario_dir = tmp_path_factory.mktemp("scenarios")
-    cport, dport, gport = free_ports(3)
-    log = home.parent / f"{home.name}.log"
-    cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve", "--control", f"127.0.0.1:{cport}",
-           "--data", f"127.0.0.1:{dport}", "--grpc", f"127.0.0.1:{gport}", "--scenario", "incident-1278"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        wait_healthy(proc, f"http://127.0.0.1:{cport}/_twin/health", log)
-        t = Twin(home, cport, dport, scenario_dir)
+    with running_twin(home, "incident-1278") as proc:
+        t = Twin(home, proc.control_port, proc.data_port, scenario_dir)
         yield t
         t.api.close()
-    finally:
-        stop(proc)
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ metric reads the incident's 88 connections.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -32,8 +30,8 @@ from google.cloud.monitoring_v3.services.metric_service.transports import Metric
 from google.cloud.sqladmin_v1.services.sql_instances_service.transports import SqlInstancesServiceGrpcTransport
 from google.cloud.sqladmin_v1.services.sql_operations_service.transports import SqlOperationsServiceGrpcTransport
 
-from goldenpath.twinctl import free_ports
-from selftest.test_twin_contract import discovery_doc, discovery_methods, stop, wait_healthy
+from selftest.test_twin_contract import discovery_doc, discovery_methods
+from selftest.twinproc import running_twin
 from twin import scenario as scenarios
 from twin.grpcserver import RPCS, Rpc
 
@@ -191,25 +189,18 @@ def flags(instance: sqladmin_v1.DatabaseInstance) -> dict[str, str]:
 def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     """A real twin subprocess on free loopback ports, in a temporary home."""
     home = tmp_path_factory.mktemp("twin-grpc-contract")
-    cport, dport, gport = free_ports(3)
-    log = home.parent / f"{home.name}.log"  # outside the home, which the twin owns
-    cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve", "--control", f"127.0.0.1:{cport}",
-           "--data", f"127.0.0.1:{dport}", "--grpc", f"127.0.0.1:{gport}", "--scenario", SCENARIO]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    channel = grpc.insecure_channel(f"127.0.0.1:{gport}")
-    try:
-        wait_healthy(proc, f"http://127.0.0.1:{cport}/_twin/health", log)
-        # The gRPC server starts alongside the control plane, not necessarily before it answers.
+    with running_twin(home, SCENARIO) as proc:
+        channel = grpc.insecure_channel(f"127.0.0.1:{proc.grpc_port}")
         try:
-            grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
-        except grpc.FutureTimeoutError:
-            pytest.fail(f"the twin's gRPC port {gport} did not become ready:\n{log.read_text()}")
-        with httpx.Client(base_url=f"http://127.0.0.1:{cport}", timeout=TIMEOUT) as control:
-            yield Twin(control, channel)
-    finally:
-        channel.close()
-        stop(proc)
+            # The gRPC server starts alongside the control plane, not necessarily before it answers.
+            try:
+                grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
+            except grpc.FutureTimeoutError:
+                pytest.fail(f"the twin's gRPC port {proc.grpc_port} did not become ready:\n{proc.log.read_text()}")
+            with httpx.Client(base_url=f"http://127.0.0.1:{proc.control_port}", timeout=TIMEOUT) as control:
+                yield Twin(control, channel)
+        finally:
+            channel.close()
 
 
 @pytest.fixture

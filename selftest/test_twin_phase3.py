@@ -12,8 +12,6 @@ import asyncio
 import copy
 import json
 import ssl
-import subprocess
-import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,8 +23,8 @@ from google.cloud.logging_v2.types import ListLogEntriesResponse
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from goldenpath.twinctl import free_ports
-from selftest.test_twin_contract import ok, stop, wait_healthy
+from selftest.test_twin_contract import ok
+from selftest.twinproc import running_twin
 from twin import dataplane
 from twin import scenario as scenarios
 from twin.world import World
@@ -134,19 +132,10 @@ class Twin:
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     home = tmp_path_factory.mktemp("twin-phase3")
-    cport, dport, gport = free_ports(3)
-    log = home.parent / f"{home.name}.log"
-    cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve", "--control", f"127.0.0.1:{cport}",
-           "--data", f"127.0.0.1:{dport}", "--grpc", f"127.0.0.1:{gport}", "--scenario", "healthy"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        wait_healthy(proc, f"http://127.0.0.1:{cport}/_twin/health", log)
-        t = Twin(home, cport, dport)
+    with running_twin(home, "healthy") as proc:
+        t = Twin(home, proc.control_port, proc.data_port)
         yield t
         t.close()
-    finally:
-        stop(proc)
 
 
 def _scenario(name: str) -> Any:
