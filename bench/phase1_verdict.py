@@ -1,8 +1,8 @@
-"""Time to a phase-1 verdict on the twin, and how many API requests it took. Prints numbers.
+"""Time to a verdict on the twin, and how many API requests it took. Prints numbers.
 
-    .venv/bin/python bench/phase1_verdict.py [--runs 3]
+    .venv/bin/python bench/phase1_verdict.py [--runs 3] [-m "phase1 or phase2 or phase3"]
 
-Runs the real gate (`pytest -m phase1`, read-only) as a subprocess against a twin of its own (free
+Runs the real gate (`pytest -m phase1` by default, read-only) as a subprocess against a twin of its own (free
 loopback ports, temporary home), on the healthy and the incident scenario. The first run of all
 includes starting the twin; it is reported apart. Nothing here asserts: it measures.
 """
@@ -28,17 +28,22 @@ sys.path.insert(0, str(ROOT))
 from goldenpath.twinctl import free_ports, relocate_sim  # noqa: E402
 
 
-def gate(targets: Path, reports: Path) -> tuple[float, int]:
-    cmd = [sys.executable, "-m", "pytest", "tests", "-m", "phase1", "-q", "-p", "no:cacheprovider",
+REHEARSAL = {"GOLDENPATH_SIM_USER": "rehearsal@netrasystems.ai", "GOLDENPATH_SIM_PASSWORD": "rehearsal-only-not-a-secret"}
+
+
+def gate(targets: Path, reports: Path, marker: str) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "pytest", "tests", "-m", marker, "-q", "-p", "no:cacheprovider",
            "--targets-file", str(targets), "--reports-dir", str(reports)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **REHEARSAL})
     return time.perf_counter() - t0, proc.returncode
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("-m", dest="marker", default="phase1", help="marker expression (default phase1)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -47,14 +52,15 @@ def main() -> None:
         targets = root / "targets.toml"
         targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data, grpc))
         try:
-            cold, _ = gate(targets, root / "reports")
+            print(f"pytest -m {args.marker!r}")
+            cold, _ = gate(targets, root / "reports", args.marker)
             print(f"first run, twin started on demand: {cold:.2f} s")
             print(f"{'scenario':<16}{'median s':>10}{'min s':>8}{'max s':>8}{'exit':>6}{'reads':>7}{'writes':>7}")
             for scenario in ("healthy", "incident-1278"):
                 times, codes, reads, writes = [], set(), [], []
                 for _ in range(args.runs):
                     httpx.post(f"http://{control}/_twin/reset", params={"scenario": scenario}, timeout=10)
-                    seconds, code = gate(targets, root / "reports")
+                    seconds, code = gate(targets, root / "reports", args.marker)
                     req = httpx.get(f"http://{control}/_twin/status", timeout=10).json()["requests"]
                     times.append(seconds)
                     codes.add(code)
