@@ -160,6 +160,9 @@ class Target(_Strict):
         for api, url in v.items():
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
                 raise ValueError(f"endpoints.{api} = {url!r} is not an http(s) URL")
+            if urlsplit(url).scheme == "http" and not _is_loopback(urlsplit(url).hostname or ""):
+                # plain http would carry the credentials' bearer token in clear
+                raise ValueError(f"endpoints.{api} = {url!r}: plain http is allowed on loopback only; use https")
         return v
 
     @field_validator("resolve")

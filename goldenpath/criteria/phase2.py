@@ -55,6 +55,15 @@ def effective_max_connections(instance: SqlInstanceState) -> tuple[int | None, s
     return value, f"the default for tier {instance.tier}"
 
 
+def name_matches(pattern: str, host: str) -> bool:
+    """RFC 6125 matching: a wildcard stands for exactly one leftmost label (*.example.com)."""
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        head, _, rest = host.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == host
+
+
 def connector_ready(conn: ConnectorState, expected: Connector) -> Verdict:
     problems = []
     if conn.state != "READY":
@@ -124,9 +133,9 @@ def certificate_valid(domain: str, cert: CertificateState, tls: TlsResult, min_d
                       now: datetime | None = None) -> Verdict:
     now = now or datetime.now(timezone.utc)
     problems = []
-    if cert.status != "ACTIVE":
-        problems.append(f"certificate {cert.name} is {cert.status or 'not managed'}, not ACTIVE")
-    covered = domain in cert.domains or domain in cert.subject_alt_names
+    if cert.type != "SELF_MANAGED" and cert.status != "ACTIVE":
+        problems.append(f"certificate {cert.name} is {cert.status or 'not provisioned'}, not ACTIVE")
+    covered = any(name_matches(pattern, domain) for pattern in (*cert.domains, *cert.subject_alt_names))
     if not covered:
         problems.append(f"certificate {cert.name} does not cover {domain} (it covers {', '.join(cert.subject_alt_names) or 'nothing'})")
     if cert.expire_time is not None:

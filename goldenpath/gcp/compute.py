@@ -35,7 +35,7 @@ class Compute:
         return CertificateState(
             name=msg.name,
             type=raw.get("type", ""),
-            status=raw.get("managed", {}).get("status", "SELF_MANAGED" if raw.get("type") == "SELF_MANAGED" else ""),
+            status=raw.get("managed", {}).get("status", ""),
             domains=tuple(raw.get("managed", {}).get("domains", [])),
             subject_alt_names=tuple(raw.get("subjectAlternativeNames", [])),
             expire_time=datetime.fromisoformat(expire.replace("Z", "+00:00")) if expire else None,

@@ -7,7 +7,7 @@ the endpoint override. Reads are capped: a criterion only needs to know "at leas
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -15,6 +15,7 @@ from goldenpath.gcp.session import GcpSession
 from goldenpath.observations import ConnectorLog, RequestLog, StartupLog
 
 EXAMPLES = 5
+STARTUP_MINUTES = 10  # what a revision logs after this is runtime, not startup
 ERRORS_CAP = 100
 
 
@@ -88,14 +89,15 @@ class CloudLogging:
         )
 
     def startup_errors(self, service: str, revision: str, since: datetime) -> StartupLog:
-        """What a revision logged at severity ≥ ERROR since it was created, request logs aside (a 5xx
-        request is logged as an error too, and says nothing about how the revision started)."""
+        """What a revision logged at severity ≥ ERROR while it started (its first STARTUP_MINUTES),
+        request logs aside (a 5xx request is logged as an error too, and says nothing about startup)."""
         project = self.session.target.project
+        until = since + timedelta(minutes=STARTUP_MINUTES)
         filter_ = (
             'resource.type="cloud_run_revision" '
             f'AND resource.labels.revision_name="{revision}" '
             f'AND logName!="projects/{project}/logs/run.googleapis.com%2Frequests" '
-            f'AND severity>=ERROR AND timestamp>="{_ts(since)}"'
+            f'AND severity>=ERROR AND timestamp>="{_ts(since)}" AND timestamp<="{_ts(until)}"'
         )
         entries = self._list(filter_, ERRORS_CAP)
         return StartupLog(service=service, revision=revision, since=since, errors=len(entries),

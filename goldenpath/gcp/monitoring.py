@@ -46,12 +46,14 @@ class Monitoring:
                     view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL),
                 retry=self.session.read_retry(), timeout=self.session.target.timeouts.api_seconds)
             series = list(pager)
-        points: list[tuple[datetime, float]] = []
+        # Cloud SQL reports one num_backends series per database: the instance's connections are
+        # their sum at each sample time.
+        totals: dict[datetime, float] = {}
         for ts in series:
             for p in ts.points:
                 end = p.interval.end_time
                 when = end if isinstance(end, datetime) else datetime.fromtimestamp(end.seconds, timezone.utc)
                 value = p.value.int64_value if "int64_value" in p.value else p.value.double_value
-                points.append((when, float(value)))
-        points.sort(key=lambda x: x[0], reverse=True)
+                totals[when] = totals.get(when, 0.0) + float(value)
+        points = sorted(totals.items(), key=lambda x: x[0], reverse=True)
         return MetricSeries(metric=metric, points=tuple(points))

@@ -145,16 +145,17 @@ class GcpSession:
         twin_hint = (
             " The target is the twin: is it running (`python -m twin status`)?" if self.target.is_twin else ""
         )
-        if isinstance(exc, gexc.PermissionDenied):
+        exc = _from_discovery(exc)
+        if isinstance(exc, (gexc.PermissionDenied, gexc.Forbidden)):
             read_role, write_role = ROLES.get(api, ("a viewer role", "an editor role"))
             return CheckError(
                 f"{api} {method} on {resource} was refused: {exc.message}. Grant the gate's identity "
                 f"({self.identity}) {read_role} (read-only runs) or {write_role} (remediation) on "
                 f"project {self.target.project}."
             )
-        if isinstance(exc, gexc.Unauthenticated):
+        if isinstance(exc, (gexc.Unauthenticated, gexc.Unauthorized)) or type(exc).__name__ == "RefreshError":
             return CheckError(
-                f"{api} {method} on {resource}: the credentials were rejected ({exc.message}). Refresh them "
+                f"{api} {method} on {resource}: the credentials were rejected ({getattr(exc, 'message', exc)}). Refresh them "
                 "with `gcloud auth application-default login` and run again."
             )
         if isinstance(exc, gexc.NotFound):
@@ -171,3 +172,13 @@ class GcpSession:
                 f"targets.toml.{twin_hint}"
             )
         return CheckError(f"{api} {method} on {resource} failed unexpectedly: {type(exc).__name__}: {exc}")
+
+
+def _from_discovery(exc: Exception) -> Exception:
+    """The discovery-based client raises googleapiclient's HttpError: map it to api_core's classes
+    so it is explained like every other API's error."""
+    if type(exc).__name__ != "HttpError" or not hasattr(exc, "status_code"):
+        return exc
+    from google.api_core import exceptions as gexc
+
+    return gexc.from_http_status(exc.status_code, getattr(exc, "reason", "") or str(exc))

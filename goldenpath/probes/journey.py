@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Mapping
+from typing import Any, Mapping
 
 import httpx
 
@@ -25,13 +25,26 @@ async def walk(*, login_url: str, ws_url: str, user: str, password: str, message
     legs: dict[str, float] = {}
     events: list[str] = []
 
+    secrets: list[str] = [password, user]
+
     def failed(leg: str, why: str) -> GoldenPathResult:
-        # A service may echo what it was sent: never let the credentials through. Mask first, cut
-        # after, so a cut cannot leave the start of a secret behind.
-        for secret in (password, user):
+        # A service may echo what it was sent: never let the credentials or the token through. Mask
+        # first, cut after, so a cut cannot leave the start of a secret behind.
+        for secret in secrets:
             why = why.replace(secret, "***") if secret else why
         return GoldenPathResult(False, leg, why[:300], legs, tuple(events))
 
+    try:
+        return await _walk(login_url, ws_url, user, password, message, final_event, deadline, resolve_map,
+                           ca_bundle, timeout, t0, legs, events, secrets, failed)
+    except Exception as exc:  # a surprise must not carry the credentials into a traceback
+        return failed("response" if "websocket_open" in legs else "websocket" if "login" in legs else "login",
+                      f"unexpected {type(exc).__name__}")
+
+
+async def _walk(login_url: str, ws_url: str, user: str, password: str, message: str, final_event: str,
+                deadline: float, resolve_map: Mapping[str, str], ca_bundle: str | None, timeout: float, t0: float,
+                legs: dict[str, float], events: list[str], secrets: list[str], failed: Any) -> GoldenPathResult:
     async with resolve.client(resolve_map, ca_bundle, timeout, connections=1) as client:
         try:
             resp = await client.post(login_url, json={"email": user, "password": password})
@@ -40,9 +53,13 @@ async def walk(*, login_url: str, ws_url: str, user: str, password: str, message
     legs["login"] = time.perf_counter() - t0
     if resp.status_code != 200:
         return failed("login", f"{login_url} answered {resp.status_code}: {_error_text(resp)}")
-    token = resp.json().get("access_token")
+    try:
+        token = resp.json().get("access_token")
+    except (ValueError, AttributeError):
+        token = None
     if not token:
-        return failed("login", f"{login_url} answered 200 without an access_token")
+        return failed("login", f"{login_url} answered 200 without an access_token in a JSON body")
+    secrets.append(str(token))
 
     try:
         async with open_ws(ws_url, resolve_map=resolve_map, ca_bundle=ca_bundle, timeout=timeout,

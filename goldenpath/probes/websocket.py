@@ -56,10 +56,11 @@ async def ping(url: str, *, resolve_map: Mapping[str, str], ca_bundle: str | Non
     try:
         async with open_ws(url, resolve_map=resolve_map, ca_bundle=ca_bundle, timeout=timeout) as ws:
             await ws.send(json.dumps({"type": "ping"}))
-            while True:
-                answer = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-                if answer.get("type") == "pong":
-                    return WsResult(True, None, time.perf_counter() - t0)
+            async with asyncio.timeout(timeout):  # one deadline, however many other messages arrive
+                while True:
+                    answer = json.loads(await ws.recv())
+                    if answer.get("type") == "pong":
+                        return WsResult(True, None, time.perf_counter() - t0)
     except Exception as exc:  # every failure is a finding, reported by its cause
         return WsResult(False, cause(exc), time.perf_counter() - t0)
 

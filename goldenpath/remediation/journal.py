@@ -12,13 +12,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from goldenpath.redact import redact
+
 
 class Journal:
-    def __init__(self, path: Path, target: str, identity: str, run_id: str) -> None:
+    def __init__(self, path: Path, target: str, identity: str, run_id: str, keep_env: frozenset[str] = frozenset()) -> None:
         self.path = path
         self.target = target
         self.identity = identity
         self.run_id = run_id
+        self.keep_env = keep_env  # environment variables whose values may be written (the required ones)
         self.records: list[dict[str, Any]] = []
 
     def write(self, event: str, change: Any, **fields: Any) -> dict[str, Any]:
@@ -32,7 +35,7 @@ class Journal:
             "step": change.step,
             "resource": change.resource,
             "summary": change.summary,
-            **fields,
+            **redact(fields, self.keep_env),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as fh:

@@ -38,6 +38,10 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
         holding = svc.holding_traffic
         latest = svc.latest_ready
         target_split = [TrafficShare(latest, 100)]
+        if len(holding) == 1 and holding[0].revision != latest:
+            # One older revision at 100 % is an operator's rollback, not the runbook's dual-revision
+            # state: the criteria say so, and the gate changes nothing it cannot know the intent of.
+            continue
         if list(holding) != target_split or [s for s in svc.requested if s.percent] != target_split:
             changes.append(Change(
                 phase=1, step=ROUTE, subject=name, resource=svc.full_name,
@@ -50,6 +54,10 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
                 expected_etag=svc.etag,
                 payload={"service": name, "to": _shares(target_split), "restore": _shares(holding)},
             ))
+        if obs.burst is None:
+            # Deletion is irreversible: never on control-plane evidence alone. A service without a
+            # health URL cannot show that the serving revision really answers.
+            continue
         for rev in obs.revisions:
             if rev.name == latest:
                 continue

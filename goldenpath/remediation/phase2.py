@@ -84,8 +84,10 @@ def plan(target: Target, obs: Phase2Observation) -> list[Change]:
                     payload={"connector": conn.name, "fields": fields},
                 ))
     inst, db = obs.instance, target.database
+    current_max = criteria.effective_max_connections(inst)[0] if inst is not None else None
+    # Only ever raise it: a restart that lowers max_connections on a healthy instance is no fix.
     if inst is not None and db is not None and db.max_connections is not None \
-            and inst.flag("max_connections") != str(db.max_connections):
+            and current_max is not None and current_max < db.max_connections:
         merged = _merge(inst.flags, "max_connections", str(db.max_connections))
         others = [k for k, _ in inst.flags if k != "max_connections"]
         flag_text = ",".join(f"{k}={v}" for k, v in merged)

@@ -68,14 +68,23 @@ class RolloutConfig:
     def apply(self, change: Change) -> dict[str, Any]:
         p = change.payload
         run = self.observer.run
-        deployed = run.set_env(p["service"], [tuple(e) for e in p["env"]], expected_etag=change.expected_etag)
+        restore = [tuple(e) for e in p["restore_env"]]
+        try:
+            deployed = run.set_env(p["service"], [tuple(e) for e in p["env"]], expected_etag=change.expected_etag)
+        except Exception:
+            # The new revision may have failed to become ready: never leave the template half-changed.
+            run.set_env(p["service"], restore)
+            raise
         new = deployed.latest_ready
         if new == p["previous"]:
-            # Never leave a half-applied change: the template goes back before the error is reported.
-            run.set_env(p["service"], [tuple(e) for e in p["restore_env"]], expected_etag=deployed.etag)
+            run.set_env(p["service"], restore, expected_etag=deployed.etag)
             raise CheckError(f"{p['service']}: the new revision with the configuration never became ready "
                              f"(latest ready is still {new}); the template was restored")
-        routed = run.set_traffic(p["service"], [TrafficShare(new, 100)], expected_etag=deployed.etag)
+        try:
+            routed = run.set_traffic(p["service"], [TrafficShare(new, 100)], expected_etag=deployed.etag)
+        except Exception:
+            run.set_env(p["service"], restore)
+            raise
         return {"new_revision": new, "etag": routed.etag}
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:

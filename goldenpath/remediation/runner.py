@@ -107,9 +107,11 @@ class Runner:
         """Run the phase; ``earlier`` are the verdicts of the phases before it ("DO NOT SKIP STEPS")."""
         plan = self.remedy.plan()
         out = Outcome(self.remedy.phase, mode, plan)
-        failing = [v for v in earlier or [] if v.status is Status.FAIL]
+        # Inconclusive is not a pass: an earlier phase that cannot be shown to hold blocks too.
+        failing = [v for v in earlier or [] if v.status is not Status.PASS]
         if failing and plan and mode != "off":
-            out.refused = (f"phase {self.remedy.phase} remediation does not run while an earlier phase fails "
+            out.refused = (f"phase {self.remedy.phase} remediation does not run while an earlier phase fails or "
+                           "is inconclusive "
                            f"(runbook: DO NOT SKIP STEPS): {'; '.join(v.reason for v in failing[:3])}. Fix that "
                            "phase first (e.g. pytest -m phase1 --remediate).")
             if mode == "apply":
@@ -133,7 +135,7 @@ class Runner:
         # applied, so a deletion never rests on a stale or failing observation.
         if out.applied or deferred:
             self.remedy.invalidate()
-            out.verification = self.remedy.verify(out.applied or deferred, final=False)
+            out.verification = self._verify(out.applied or deferred, final=False)
             failed = [v for v in out.verification if v.status is Status.FAIL]
             if failed and out.applied:
                 restored = self._roll_back(out) if self.rollback_enabled else False
@@ -156,11 +158,20 @@ class Runner:
                     break
             if any(c.after_verification for c in out.applied):
                 self.remedy.invalidate()
-                out.verification = self.remedy.verify(out.applied, final=True)
+                out.verification = self._verify(out.applied, final=True)
                 failed = [v for v in out.verification if v.status is Status.FAIL]
                 if failed:
                     out.escalations.append(self.remedy.escalation(failed, False))
         return out
+
+    def _verify(self, changes: list[Change], final: bool) -> list[Verdict]:
+        """The phase's verdicts; a verification that cannot be made counts as failed, so it ends in a
+        rollback rather than in a change left standing unverified."""
+        try:
+            return self.remedy.verify(changes, final)
+        except Exception as exc:
+            return [Verdict("verification", c.subject, Status.FAIL, f"{c.subject}: could not verify: {exc}")
+                    for c in changes[:1]]
 
     def _apply(self, change: Change, out: Outcome) -> bool:
         executor = self.remedy.executor(change.step)
@@ -203,7 +214,10 @@ class Runner:
         self.remedy.invalidate()
         ok = True
         for change in out.rolled_back:
-            restored, detail = self.remedy.executor(change.step).restored(change)
+            try:
+                restored, detail = self.remedy.executor(change.step).restored(change)
+            except Exception as exc:
+                restored, detail = False, f"could not check: {exc}"
             self.journal.write("rollback.verified" if restored else "rollback.unverified", change, detail=detail)
             if not restored:
                 ok = False

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from goldenpath.config import APIS, Target
-from goldenpath.observations import RevisionState, ServiceObservation, ServiceState, TrafficShare
+from goldenpath.observations import Burst, Sample, RevisionState, ServiceObservation, ServiceState, TrafficShare
 from goldenpath.remediation.change import Change, render_plan
 from goldenpath.remediation.phase1 import DELETE, ROUTE, plan
 
@@ -51,7 +51,9 @@ def revision(name: str, min_instances: int = 0, service_name: str = SVC) -> Revi
 
 
 def observe(svc: ServiceState, *revisions: RevisionState) -> dict[str, ServiceObservation]:
-    return {svc.name: ServiceObservation(service=svc, revisions=revisions, burst=None, request_log=None)}
+    # A burst stands for data-plane evidence: deletions are never planned without it.
+    burst = Burst(url="https://api.example/health", started=0.0, samples=(Sample(200, 0.05, None),))
+    return {svc.name: ServiceObservation(service=svc, revisions=revisions, burst=burst, request_log=None)}
 
 
 def incident() -> dict[str, ServiceObservation]:

@@ -43,8 +43,9 @@ def connector(min_instances: int = 2, max_instances: int = 3, machine_type: str 
                           min_instances=min_instances, max_instances=max_instances, raw=raw)
 
 
-def instance(*flags: tuple[str, str], settings_version: int = 41) -> SqlInstanceState:
-    return SqlInstanceState(name=INSTANCE, state="RUNNABLE", tier="db-custom-2-7680",
+def instance(*flags: tuple[str, str], settings_version: int = 41, tier: str = "db-custom-1-3840") -> SqlInstanceState:
+    # db-custom-1-3840 (3.75 GB): the tier's default max_connections is 100, below the target's 200.
+    return SqlInstanceState(name=INSTANCE, state="RUNNABLE", tier=tier,
                             settings_version=settings_version, flags=flags, raw={"name": INSTANCE})
 
 
@@ -246,3 +247,10 @@ def test_nothing_is_planned_for_what_was_not_observed_or_not_targeted() -> None:
     assert plan(target(), observe()) == []
     bare = Target.model_validate({"project": PROJECT, "region": REGION, "services": [{"name": USERS[0]}]})
     assert plan(bare, incident()) == []
+
+
+def test_max_connections_is_never_lowered() -> None:
+    # A flag above the target, or a tier default above it, is left alone: no restart for nothing.
+    assert plan(target(), observe(inst=instance(("max_connections", "400")))) == [] or \
+        all(c.step != FLAGS for c in plan(target(), observe(inst=instance(("max_connections", "400")))))
+    assert all(c.step != FLAGS for c in plan(target(), observe(inst=instance(tier="db-custom-8-30720"))))

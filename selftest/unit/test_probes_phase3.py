@@ -177,7 +177,7 @@ def test_a_200_without_a_token_fails_at_login(monkeypatch: pytest.MonkeyPatch) -
     _patch_client(monkeypatch, lambda body: FakeResponse(200, {"user": body["email"]}))
     result = _walk()
     assert result.failed_leg == "login"
-    assert result.cause == f"{LOGIN} answered 200 without an access_token"
+    assert result.cause == f"{LOGIN} answered 200 without an access_token in a JSON body"
     _assert_no_credentials(result)
 
 

@@ -339,8 +339,27 @@ def test_plan_still_shows_the_changes_but_says_apply_would_be_refused(tmp_path: 
     assert out.plan and out.refused and remedy.calls == []
 
 
-def test_passing_or_inconclusive_earlier_phases_do_not_block(tmp_path: Path) -> None:
+def test_passing_earlier_phases_do_not_block(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")])
+    out = Runner(remedy, journal(tmp_path), consent=True, rollback=True).run("apply", earlier=list(PASS))
+    assert out.refused is None and remedy.applied == ["route svc-a"]
+
+
+def test_an_inconclusive_earlier_phase_blocks_too(tmp_path: Path) -> None:
+    # inconclusive is never a pass: a restart-causing later fix must not rest on it
     remedy = FakeRemedy([route("svc-a")])
     out = Runner(remedy, journal(tmp_path), consent=True, rollback=True).run(
         "apply", earlier=list(PASS + INCONCLUSIVE))
-    assert out.refused is None and remedy.applied == ["route svc-a"]
+    assert out.refused and "too little traffic" in out.refused and remedy.calls == []
+
+
+def test_a_verification_that_cannot_be_made_counts_as_failed_and_rolls_back(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")])
+
+    def broken_verify(changes: list[Change], final: bool) -> list[Verdict]:
+        raise CheckError("Cannot reach the logging API")
+
+    remedy.verify = broken_verify  # type: ignore[method-assign]
+    out = Runner(remedy, journal(tmp_path), consent=True, rollback=True).run("apply")
+    assert remedy.rolled_back == ["route svc-a"]
+    assert any("could not verify: Cannot reach the logging API" in e for e in out.escalations)

@@ -3,7 +3,7 @@
 import allure
 import pytest
 
-from fixtures.judge import judge
+from fixtures.judge import judge, require
 from goldenpath.criteria import phase2 as c
 
 pytestmark = pytest.mark.phase2
@@ -11,5 +11,6 @@ pytestmark = pytest.mark.phase2
 
 @allure.story(c.TITLES[c.NO_CONNECTOR_ERRORS])
 @allure.severity(allure.severity_level.CRITICAL)
-def test_no_vpc_connectivity_errors(phase2):
+def test_no_vpc_connectivity_errors(phase2, gate):
+    require(gate.target.connector, "connector", gate.target.name)
     judge(c.no_connector_errors(phase2.connector_log))

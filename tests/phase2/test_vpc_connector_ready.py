@@ -3,7 +3,7 @@
 import allure
 import pytest
 
-from fixtures.judge import judge
+from fixtures.judge import judge, require
 from goldenpath.criteria import phase2 as c
 
 pytestmark = pytest.mark.phase2
@@ -12,4 +12,5 @@ pytestmark = pytest.mark.phase2
 @allure.story(c.TITLES[c.CONNECTOR_READY])
 @allure.severity(allure.severity_level.BLOCKER)
 def test_vpc_connector_ready(phase2, gate):
-    judge(c.connector_ready(phase2.connector, gate.target.connector))
+    expected = require(gate.target.connector, "connector", gate.target.name)
+    judge(c.connector_ready(phase2.connector, expected))

@@ -3,7 +3,7 @@
 import allure
 import pytest
 
-from fixtures.judge import judge
+from fixtures.judge import judge, require
 from goldenpath.criteria import phase3 as c
 
 pytestmark = pytest.mark.phase3
@@ -12,4 +12,5 @@ pytestmark = pytest.mark.phase3
 @allure.story(c.TITLES[c.WEBSOCKET])
 @allure.severity(allure.severity_level.BLOCKER)
 def test_websocket_connections(phase3, gate):
-    judge(c.websocket(gate.target.websocket.url, phase3.websocket))
+    ws = require(gate.target.websocket, "websocket", gate.target.name)
+    judge(c.websocket(ws.url, phase3.websocket))
