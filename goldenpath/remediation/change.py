@@ -19,6 +19,7 @@ class Change:
     after: dict[str, Any]     # … and as it will be
     reversible: bool
     restarts: bool = False
+    destructive: bool = False  # takes something away while it runs (e.g. a connector's egress)
     gcloud: str = ""          # the equivalent command, for operators who think in gcloud
     why: str = ""             # why this change, and where it deviates from the runbook
     after_verification: bool = False  # only once the phase's criteria pass (e.g. deletions)
@@ -27,12 +28,14 @@ class Change:
 
     @property
     def needs_consent(self) -> bool:
-        """Irreversible or restart-causing changes run only with --yes."""
-        return not self.reversible or self.restarts
+        """Irreversible, restart-causing or destructive changes run only with --yes."""
+        return not self.reversible or self.restarts or self.destructive
 
     @property
     def risk(self) -> str:
         parts = ["reversible" if self.reversible else "IRREVERSIBLE"]
+        if self.destructive:
+            parts.append("DESTRUCTIVE")
         if self.restarts:
             parts.append("causes a restart")
         if self.needs_consent:

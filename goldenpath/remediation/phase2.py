@@ -44,7 +44,7 @@ def plan(target: Target, obs: Phase2Observation) -> list[Change]:
                 summary=f"{conn.name}: recreate the connector (state ERROR)",
                 before={"state": conn.state}, after={"state": "READY", **{k: spec[k] for k in
                                                                           ("minInstances", "maxInstances", "machineType")}},
-                reversible=False, restarts=True,
+                reversible=False, destructive=True,
                 gcloud=(f"gcloud compute networks vpc-access connectors delete {conn.name} {where} --quiet && "
                         f"gcloud compute networks vpc-access connectors create {conn.name} {where} "
                         f"--network={spec.get('network', '')} --range={spec.get('ipCidrRange', '')} "

@@ -159,7 +159,7 @@ def test_connector_in_error_plans_one_destructive_recreate() -> None:
     assert [c.step for c in changes] == [RECREATE]
     recreate = changes[0]
     assert recreate.subject == CONNECTOR and recreate.resource == CONNECTOR_FULL
-    assert recreate.reversible is False and recreate.restarts is True and recreate.needs_consent is True
+    assert recreate.reversible is False and recreate.destructive is True and recreate.needs_consent is True
     assert "DESTRUCTIVE" in recreate.why
     for user in USERS:
         assert user in recreate.why
