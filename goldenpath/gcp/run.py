@@ -125,17 +125,22 @@ class CloudRun:
     def set_env(self, service: str, env: Sequence[tuple[str, str]], *, expected_etag: str = "") -> ServiceState:
         """Give the template exactly ``env`` (a new revision), validate_only first, etag-guarded, and wait."""
         v2 = self._v2
-        msg = self._get_service_message(service)
-        if expected_etag and msg.etag != expected_etag:
-            raise CheckError(
-                f"{service} changed since the plan was made (etag {expected_etag} → {msg.etag}); nothing was "
-                "applied: run the gate again to re-plan from the current state."
-            )
+        msg = self._read_for_update(service, expected_etag)
         container = msg.template.containers[0]
         keep = [e for e in container.env if e.value_source]  # secrets stay as they are
         container.env = keep + [v2.EnvVar(name=k, value=v) for k, v in env if all(k != s.name for s in keep)]
         msg.template.revision = ""  # let Cloud Run name the new revision
         return self._update(service, msg)
+
+    def _read_for_update(self, service: str, expected_etag: str) -> Any:
+        """The service as it is now; refused if it moved since the plan (someone else is changing it)."""
+        msg = self._get_service_message(service)
+        if expected_etag and msg.etag != expected_etag:
+            raise CheckError(
+                f"{service} changed since the plan was made (etag {expected_etag} → {msg.etag}); someone else "
+                "is changing it. Nothing was applied: run the gate again to re-plan from the current state."
+            )
+        return msg
 
     def _update(self, service: str, msg: Any) -> ServiceState:
         v2 = self._v2
@@ -155,12 +160,7 @@ class CloudRun:
     def set_traffic(self, service: str, shares: Sequence[TrafficShare], *, expected_etag: str) -> ServiceState:
         """Route traffic exactly as ``shares`` says; refuse if the service changed since it was planned."""
         v2 = self._v2
-        msg = self._get_service_message(service)
-        if expected_etag and msg.etag != expected_etag:
-            raise CheckError(
-                f"{service} changed since the plan was made (etag {expected_etag} → {msg.etag}); someone else "
-                "is changing it. Nothing was applied: run the gate again to re-plan from the current state."
-            )
+        msg = self._read_for_update(service, expected_etag)
         msg.traffic = [
             v2.TrafficTarget(type_=v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
                              revision=s.revision, percent=s.percent)

@@ -16,7 +16,7 @@ from typing import Any
 
 from goldenpath.config import Target
 from goldenpath.criteria import phase2 as criteria
-from goldenpath.observations import Phase2Observation
+from goldenpath.observations import ConnectorState, Phase2Observation
 from goldenpath.observe import Observer
 from goldenpath.remediation.change import Change
 from goldenpath.remediation.runner import Executor
@@ -119,15 +119,18 @@ def _kebab(field: str) -> str:
     return "".join("-" + c.lower() if c.isupper() else c for c in field)
 
 
+def _shape(state: ConnectorState) -> dict[str, Any]:
+    return {"state": state.state, "minInstances": state.min_instances, "maxInstances": state.max_instances,
+            "machineType": state.machine_type}
+
+
 class ScaleConnector:
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
 
     def apply(self, change: Change) -> dict[str, Any]:
         p = change.payload
-        state = self.observer.vpcaccess.update(p["connector"], p["fields"])
-        return {"state": state.state, "minInstances": state.min_instances, "maxInstances": state.max_instances,
-                "machineType": state.machine_type}
+        return _shape(self.observer.vpcaccess.update(p["connector"], p["fields"]))
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("a connector scale-up cannot be undone (Serverless VPC Access does not scale down)")
@@ -139,9 +142,7 @@ class ScaleConnector:
 class RecreateConnector(ScaleConnector):
     def apply(self, change: Change) -> dict[str, Any]:
         p = change.payload
-        state = self.observer.vpcaccess.recreate(p["connector"], p["spec"])
-        return {"state": state.state, "minInstances": state.min_instances, "maxInstances": state.max_instances,
-                "machineType": state.machine_type}
+        return _shape(self.observer.vpcaccess.recreate(p["connector"], p["spec"]))
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("a recreated connector cannot be un-created; its old spec is in the journal")
