@@ -14,7 +14,7 @@ from goldenpath.criteria import phase1 as criteria
 from goldenpath.observations import ServiceObservation, TrafficShare
 from goldenpath.observe import Observer
 from goldenpath.remediation.change import Change
-from goldenpath.remediation.runner import Executor
+from goldenpath.remediation.remedy import ObservedRemedy
 from goldenpath.verdict import Verdict
 
 ROUTE = "route-traffic"
@@ -120,23 +120,15 @@ class DeleteRevision:
         return False, "deletion is irreversible"
 
 
-class Phase1Remedy:
+class Phase1Remedy(ObservedRemedy):
     phase = 1
     title = TITLE
 
     def __init__(self, target: Target, observer: Observer) -> None:
-        self.target = target
-        self.observer = observer
-        self._executors: dict[str, Executor] = {ROUTE: RouteTraffic(observer), DELETE: DeleteRevision(observer)}
+        super().__init__(target, observer, {ROUTE: RouteTraffic(observer), DELETE: DeleteRevision(observer)})
 
     def plan(self) -> list[Change]:
         return plan(self.target, self.observer.phase1())
-
-    def executor(self, step: str) -> Executor:
-        return self._executors[step]
-
-    def invalidate(self) -> None:
-        self.observer.invalidate()
 
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
         subjects = sorted({c.subject for c in changes})

@@ -19,7 +19,7 @@ from goldenpath.criteria import phase2 as criteria
 from goldenpath.observations import ConnectorState, Phase2Observation
 from goldenpath.observe import Observer
 from goldenpath.remediation.change import Change
-from goldenpath.remediation.runner import Executor
+from goldenpath.remediation.remedy import ObservedRemedy
 from goldenpath.verdict import Verdict
 
 SCALE = "scale-connector"
@@ -171,25 +171,16 @@ class SetDatabaseFlags:
         return now == want, f"flags now {dict(inst.flags) if inst else 'unknown'}"
 
 
-class Phase2Remedy:
+class Phase2Remedy(ObservedRemedy):
     phase = 2
     title = TITLE
 
     def __init__(self, target: Target, observer: Observer) -> None:
-        self.target = target
-        self.observer = observer
-        self._executors: dict[str, Executor] = {
-            SCALE: ScaleConnector(observer), RECREATE: RecreateConnector(observer), FLAGS: SetDatabaseFlags(observer),
-        }
+        super().__init__(target, observer, {SCALE: ScaleConnector(observer), RECREATE: RecreateConnector(observer),
+                                            FLAGS: SetDatabaseFlags(observer)})
 
     def plan(self) -> list[Change]:
         return plan(self.target, self.observer.phase2())
-
-    def executor(self, step: str) -> Executor:
-        return self._executors[step]
-
-    def invalidate(self) -> None:
-        self.observer.invalidate()
 
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
         # Certificates are not something this phase changes; judge what it did change.

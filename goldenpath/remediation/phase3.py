@@ -17,7 +17,7 @@ from goldenpath.errors import CheckError
 from goldenpath.observations import Phase3Observation, TrafficShare
 from goldenpath.observe import Observer
 from goldenpath.remediation.change import Change
-from goldenpath.remediation.runner import Executor
+from goldenpath.remediation.remedy import ObservedRemedy
 from goldenpath.verdict import Verdict
 
 ROLLOUT = "rollout-config"
@@ -103,23 +103,15 @@ class RolloutConfig:
                                       f"{'as before' if env_ok else 'still changed'}"
 
 
-class Phase3Remedy:
+class Phase3Remedy(ObservedRemedy):
     phase = 3
     title = TITLE
 
     def __init__(self, target: Target, observer: Observer) -> None:
-        self.target = target
-        self.observer = observer
-        self._executor = RolloutConfig(observer)
+        super().__init__(target, observer, {ROLLOUT: RolloutConfig(observer)})
 
     def plan(self) -> list[Change]:
         return plan(self.target, self.observer.phase3())
-
-    def executor(self, step: str) -> Executor:
-        return self._executor
-
-    def invalidate(self) -> None:
-        self.observer.invalidate()
 
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
         return criteria.evaluate(self.observer.phase3(), self.target, sorted({c.subject for c in changes}))

@@ -1,0 +1,29 @@
+"""What every phase's remedy shares: its target, its observer, its executors by step."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+from goldenpath.config import Target
+from goldenpath.remediation.runner import Executor
+
+if TYPE_CHECKING:
+    from goldenpath.observe import Observer
+
+
+class ObservedRemedy:
+    """A phase's remedy reads through one Observer; a mutation makes everything it saw stale."""
+
+    phase: int
+    title: str
+
+    def __init__(self, target: Target, observer: Observer, executors: Mapping[str, Executor]) -> None:
+        self.target = target
+        self.observer = observer
+        self._executors = dict(executors)
+
+    def executor(self, step: str) -> Executor:
+        return self._executors[step]
+
+    def invalidate(self) -> None:
+        self.observer.invalidate()
