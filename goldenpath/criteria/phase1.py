@@ -92,9 +92,17 @@ def health_fast(svc: ServiceState, burst: Burst, thresholds: Thresholds) -> Verd
     return verdict(Status.PASS, f"{measured}, all 200")
 
 
+def _tagged(svc: ServiceState) -> set[str]:
+    """Revisions with a traffic tag: addressable by URL even at 0 %."""
+    return {t["revision"] for t in svc.raw.get("trafficStatuses", []) if t.get("tag") and t.get("revision")}
+
+
 def no_contention(svc: ServiceState, revisions: Sequence[RevisionState]) -> Verdict:
     holding = {s.revision for s in svc.holding_traffic}
     serving = next(iter(holding)) if len(holding) == 1 else None
+    # Cloud Run starts a revision's minimum instances only while it is addressable (it holds
+    # traffic or a tag): an old revision at 0 % and untagged holds none, whatever its setting.
+    addressable = holding | _tagged(svc)
     contenders = []
     for rev in revisions:
         if rev.name == serving:
@@ -103,11 +111,12 @@ def no_contention(svc: ServiceState, revisions: Sequence[RevisionState]) -> Verd
         if rev.name in holding:
             share = next(s.percent for s in svc.holding_traffic if s.revision == rev.name)
             why.append(f"{share} % of traffic")
-        if rev.min_instances > 0:
-            why.append(f"min instances {rev.min_instances}")
+        if rev.min_instances > 0 and rev.name in addressable:
+            why.append(f"min instances {rev.min_instances}" + ("" if rev.name in holding else " (tagged)"))
         if why:
             contenders.append(f"{rev.name} ({', '.join(why)})")
-    evidence = {"revisions": {r.name: {"min_instances": r.min_instances} for r in revisions},
+    evidence = {"revisions": {r.name: {"min_instances": r.min_instances, "addressable": r.name in addressable}
+                              for r in revisions},
                 "serving": sorted(holding)}
     if contenders:
         return Verdict(NO_CONTENTION, svc.name, Status.FAIL,

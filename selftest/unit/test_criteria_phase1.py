@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 from datetime import datetime, timezone
 
@@ -210,12 +212,22 @@ def test_empty_burst_is_not_a_pass() -> None:
 
 # ---- no_contention ---------------------------------------------------------------------------
 
-def test_non_serving_revision_with_min_instances_fails_naming_it() -> None:
+def test_tagged_revision_with_min_instances_fails_naming_it() -> None:
     svc = service((NEW, 100))
+    svc = replace(svc, raw={**svc.raw, "trafficStatuses": [
+        {"revision": NEW, "percent": 100}, {"revision": OLD, "percent": 0, "tag": "canary"}]})
     v = c.no_contention(svc, [revision(OLD, min_instances=1), revision(NEW, min_instances=1)])
     assert v.status is Status.FAIL
-    assert f"{OLD} (min instances 1)" in v.reason
+    assert f"{OLD} (min instances 1 (tagged))" in v.reason
     assert NEW + " (" not in v.reason  # the serving revision may hold instances
+
+
+def test_untagged_revision_at_zero_percent_holds_no_min_instances() -> None:
+    # Cloud Run starts minimum instances only for addressable revisions (traffic or a tag).
+    svc = service((NEW, 100))
+    v = c.no_contention(svc, [revision(OLD, min_instances=1), revision(NEW, min_instances=1)])
+    assert v.status is Status.PASS
+    assert v.evidence["revisions"][OLD] == {"min_instances": 1, "addressable": False}
 
 
 def test_two_serving_revisions_both_contend() -> None:
