@@ -49,11 +49,26 @@ class Timeouts(_Strict):
     operation_seconds: float = Field(600, gt=0, description="waiting for a long-running operation")
 
 
+class Autoscaling(_Strict):
+    """Phase 4's autoscaling rules for a service (the runbook: max 100, min 2, concurrency 80)."""
+
+    min_instances: int = Field(ge=0, le=1000)
+    max_instances: int = Field(ge=1, le=1000)
+    concurrency: int = Field(ge=1, le=1000, description="requests one instance takes at once (Cloud Run: 1-1000)")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> "Autoscaling":
+        if self.min_instances > self.max_instances:
+            raise ValueError("autoscaling.min_instances must not exceed max_instances (Cloud Run refuses it)")
+        return self
+
+
 class Service(_Strict):
     name: str
     health_url: str | None = None                 # Phase 1's burst goes here
     health_endpoints: list[str] = []              # Phase 3: every one must answer 200, healthy, < 2 s
     required_env: dict[str, str] = {}             # Phase 3: the serving revision must carry these
+    autoscaling: Autoscaling | None = None        # Phase 4: the serving revision's scaling
 
     @field_validator("health_url")
     @classmethod
@@ -111,6 +126,15 @@ class GoldenPath(_Strict):
     deadline_seconds: float = Field(30, gt=0)
 
 
+class Monitoring(_Strict):
+    """Phase 4: where the monitoring definitions live and which notification channels alert."""
+
+    definitions: str = Field("monitoring", description="folder of the definition files, relative to this file")
+    # Channel ids (the last part of projects/P/notificationChannels/ID) or full names. Never invented:
+    # with none, the policies are still created and the alert-policy criterion says what to do.
+    notification_channels: list[str] = []
+
+
 class Twin(_Strict):
     home: str = ".twin"
     control: str = "127.0.0.1:18780"
@@ -146,6 +170,7 @@ class Target(_Strict):
     domains: list[str] = []
     websocket: WebSocket | None = None
     golden_path: GoldenPath | None = None
+    monitoring: Monitoring | None = None
 
     # Filled in by load(): which entry of which file this is.
     name: str = ""
@@ -214,6 +239,10 @@ class Target(_Strict):
     @property
     def twin_home(self) -> Path | None:
         return self.path(self.twin.home) if self.twin else None
+
+    def channel_names(self) -> list[str]:
+        chans = self.monitoring.notification_channels if self.monitoring else []
+        return [c if c.startswith("projects/") else f"projects/{self.project}/notificationChannels/{c}" for c in chans]
 
     @property
     def ca_path(self) -> Path | None:

@@ -279,3 +279,15 @@ class Phase3Observation:
     websocket: tuple[WsResult, ...]
     golden_path: GoldenPathResult | None
     golden_path_problem: str | None = None          # why the journey could not be attempted (config)
+
+
+@dataclass(frozen=True)
+class Phase4Observation:
+    """Phase 4: the monitoring as it is, next to the definitions it is judged against."""
+
+    log_metrics: dict[str, dict[str, Any] | None]   # each defined metric's name → the API's JSON, None: missing
+    policies: tuple[dict[str, Any], ...]            # every alert policy of the project
+    channels: tuple[dict[str, Any], ...]            # every notification channel of the project
+    dashboards: dict[str, dict[str, Any] | None]    # each defined dashboard's name → JSON, None: missing
+    services: dict[str, ServiceState]
+    serving: dict[str, RevisionState | None]        # the single revision serving 100 %, if there is one

@@ -14,7 +14,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from goldenpath.config import Service, Target
+from goldenpath import definitions
 from goldenpath.gcp.compute import Compute
+from goldenpath.gcp.dashboards import Dashboards
 from goldenpath.gcp.logging import CloudLogging
 from goldenpath.gcp.monitoring import Monitoring
 from goldenpath.gcp.run import CloudRun
@@ -23,7 +25,7 @@ from goldenpath.gcp.sqladmin import CloudSql
 from goldenpath.gcp.vpcaccess import VpcAccess
 from goldenpath.observations import (
     ApiCall, Burst, ConnectorLog, ConnectorState, GoldenPathResult, HttpCheck, MetricSeries, Phase2Observation,
-    Phase3Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
+    Phase3Observation, Phase4Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
 )
 from goldenpath.probes import http, journey, tls, websocket
 
@@ -39,9 +41,12 @@ class Observer:
         self.sql = CloudSql(self.session)
         self.monitoring = Monitoring(self.session)
         self.compute = Compute(self.session)
+        self.dashboards = Dashboards(self.session)
+        self._definitions: definitions.Definitions | None = None
         self._phase1: dict[str, ServiceObservation] | None = None
         self._phase2: Phase2Observation | None = None
         self._phase3: Phase3Observation | None = None
+        self._phase4: Phase4Observation | None = None
 
     def phase1(self) -> dict[str, ServiceObservation]:
         if self._phase1 is None:
@@ -58,11 +63,23 @@ class Observer:
             self._phase3 = asyncio.run(self._gather_phase3())
         return self._phase3
 
+    def phase4(self) -> Phase4Observation:
+        if self._phase4 is None:
+            self._phase4 = asyncio.run(self._gather_phase4())
+        return self._phase4
+
+    def definitions(self) -> definitions.Definitions:
+        """Phase 4's monitoring definitions, filled for this target (read once)."""
+        if self._definitions is None:
+            self._definitions = definitions.load(self.target)
+        return self._definitions
+
     def invalidate(self) -> None:
         """Forget what was seen: called after every mutation, so nothing is judged on stale data."""
         self._phase1 = None
         self._phase2 = None
         self._phase3 = None
+        self._phase4 = None
 
     def last_change(self, resource: str) -> datetime | None:
         """When the gate last changed ``resource`` on this target, from the journal (None: never)."""
@@ -183,10 +200,7 @@ class Observer:
         ca = str(t.ca_path) if t.ca_path else None
 
         async def service(name: str) -> tuple[ServiceState, RevisionState | None, StartupLog | None]:
-            state, revisions = await asyncio.gather(asyncio.to_thread(self.run.get_service, name),
-                                                    asyncio.to_thread(self.run.list_revisions, name))
-            holding = state.holding_traffic
-            serving = next((r for r in revisions if len(holding) == 1 and r.name == holding[0].revision), None)
+            state, serving = await self._serving(name)
             log = None
             if serving is not None:
                 log = await asyncio.to_thread(self.logging.startup_errors, name, serving.name, serving.create_time)
@@ -217,6 +231,34 @@ class Observer:
             websocket=tuple(ws),
             golden_path=walked,
             golden_path_problem=problem,
+        )
+
+    async def _serving(self, name: str) -> tuple[ServiceState, RevisionState | None]:
+        """A service and the single revision serving all of its traffic (None when there is none)."""
+        state, revisions = await asyncio.gather(asyncio.to_thread(self.run.get_service, name),
+                                                asyncio.to_thread(self.run.list_revisions, name))
+        holding = state.holding_traffic
+        serving = next((r for r in revisions if len(holding) == 1 and r.name == holding[0].revision), None)
+        return state, serving
+
+    # ---- Phase 4 -----------------------------------------------------------------------------
+
+    async def _gather_phase4(self) -> Phase4Observation:
+        defs = self.definitions()
+        names = [s.name for s in self.target.services]
+        metric_names, dashboard_names = list(defs.log_metrics), list(defs.dashboards)
+        metrics, policies, channels, dashboards, services = await asyncio.gather(
+            asyncio.gather(*(asyncio.to_thread(self.logging.get_metric, m) for m in metric_names)),
+            asyncio.to_thread(self.monitoring.alert_policies),
+            asyncio.to_thread(self.monitoring.notification_channels),
+            asyncio.gather(*(asyncio.to_thread(self.dashboards.get, d) for d in dashboard_names)),
+            asyncio.gather(*(self._serving(n) for n in names)),
+        )
+        return Phase4Observation(
+            log_metrics=dict(zip(metric_names, metrics)), policies=policies, channels=channels,
+            dashboards=dict(zip(dashboard_names, dashboards)),
+            services={n: r[0] for n, r in zip(names, services)},
+            serving={n: r[1] for n, r in zip(names, services)},
         )
 
     async def _check(self, url: str) -> HttpCheck:

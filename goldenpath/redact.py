@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-ENV_KEYS = ("env", "restore_env")
+ENV_KEYS = ("env", "restore_env")  # restore_env: journals written before the rollout payload was generalised
 HIDDEN = "<redacted>"
 
 

@@ -106,7 +106,11 @@ def relocate_sim(source: Path, home: Path, control: str, data: str, grpc: str) -
 
     Selftests and benchmarks run the shipped `sim` target this way, beside a developer's own twin.
     """
-    twin = load_target(source, "sim").twin
+    sim = load_target(source, "sim")
+    twin = sim.twin
     assert twin is not None
     text = source.read_text().replace(twin.control, control).replace(twin.data, data).replace(twin.grpc, grpc)
+    if sim.monitoring is not None:  # the definitions stay where they are, wherever the file goes
+        text = text.replace(f'definitions = "{sim.monitoring.definitions}"',
+                            f'definitions = "{sim.path(sim.monitoring.definitions).resolve()}"')
     return text.replace(f'"{twin.home}', f'"{home}')  # the home and the CA bundle inside it

@@ -49,6 +49,7 @@ class Sandbox:
     reports: Path
     control: str
     data: str
+    grpc: str
 
     def gate(self, *args: str, target: str = "sim", targets: Path | None = None, env: dict[str, str] | None = None,
              python_flags: tuple[str, ...] = ()) -> Run:
@@ -102,7 +103,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     targets = root / "targets.toml"
     # The shipped `sim` target itself, moved to free ports and a temporary home.
     targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data, grpc))
-    box = Sandbox(root, targets, home, root / "reports", control, data)
+    box = Sandbox(root, targets, home, root / "reports", control, data, grpc)
     yield box
     # The gate leaves the twin running on purpose (the world persists between runs); stop ours.
     info = home / "server.json"

@@ -313,3 +313,26 @@ def test_percent_outside_0_100_is_invalid(api: httpx.Client) -> None:
 def test_entries_list_validates_its_request(api: httpx.Client, body: dict[str, Any]) -> None:
     google_error(api.post("/v2/entries:list", json={"resourceNames": [f"projects/{PROJECT}"], **body}),
                  400, "INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize("change", [
+    {"scaling": {"minInstanceCount": 5, "maxInstanceCount": 2}},
+    {"maxInstanceRequestConcurrency": 1001},
+    {"maxInstanceRequestConcurrency": -1},
+], ids=["min-above-max", "concurrency-above-1000", "negative-concurrency"])
+@pytest.mark.parametrize("params", [{}, {"validateOnly": "true"}], ids=["write", "dry-run"])
+def test_template_outside_cloud_run_limits_is_invalid(api: httpx.Client, change: dict[str, Any],
+                                                      params: dict[str, str]) -> None:
+    before = get_service(api)
+    body = copy.deepcopy(before)
+    body["template"].update(change)
+    message = google_error(api.patch(service_url(), params=params, json=body), 400, "INVALID_ARGUMENT")
+    assert "Violation in UpdateServiceRequest.service.template" in message
+    assert get_service(api) == before
+
+
+def test_template_min_without_max_is_valid(api: httpx.Client) -> None:
+    # An unset maximum (0 in proto3) bounds nothing.
+    body = copy.deepcopy(get_service(api))
+    body["template"]["scaling"] = {"minInstanceCount": 2}
+    ok(api.patch(service_url(), params={"validateOnly": "true"}, json=body))

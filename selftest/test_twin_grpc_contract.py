@@ -1,4 +1,5 @@
-"""The twin's gRPC face against the real client libraries: Cloud SQL Admin v1 and Monitoring v3.
+"""The twin's gRPC face against the real client libraries: Cloud SQL Admin v1 and Monitoring v3
+(time series here; alert policies and notification channels in :mod:`selftest.test_twin_monitoring`).
 
 Their Python clients have gRPC transports only, so the oracle here is the clients themselves:
 
@@ -26,7 +27,11 @@ import pytest
 from google.api.metric_pb2 import MetricDescriptor
 from google.api_core import exceptions as gexc
 from google.cloud import monitoring_v3, sqladmin_v1
+from google.cloud.monitoring_v3.services.alert_policy_service.transports import AlertPolicyServiceGrpcTransport
 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+from google.cloud.monitoring_v3.services.notification_channel_service.transports import (
+    NotificationChannelServiceGrpcTransport,
+)
 from google.cloud.sqladmin_v1.services.sql_instances_service.transports import SqlInstancesServiceGrpcTransport
 from google.cloud.sqladmin_v1.services.sql_operations_service.transports import SqlOperationsServiceGrpcTransport
 
@@ -53,6 +58,8 @@ TRANSPORTS: dict[str, Any] = {
     "google.cloud.sql.v1.SqlInstancesService": SqlInstancesServiceGrpcTransport,
     "google.cloud.sql.v1.SqlOperationsService": SqlOperationsServiceGrpcTransport,
     "google.monitoring.v3.MetricService": MetricServiceGrpcTransport,
+    "google.monitoring.v3.AlertPolicyService": AlertPolicyServiceGrpcTransport,
+    "google.monitoring.v3.NotificationChannelService": NotificationChannelServiceGrpcTransport,
 }
 
 
@@ -104,6 +111,8 @@ DISCOVERY = {
     "google.cloud.sql.v1.SqlInstancesService": ("sqladmin", "v1"),
     "google.cloud.sql.v1.SqlOperationsService": ("sqladmin", "v1"),
     "google.monitoring.v3.MetricService": ("monitoring", "v3"),
+    "google.monitoring.v3.AlertPolicyService": ("monitoring", "v3"),
+    "google.monitoring.v3.NotificationChannelService": ("monitoring", "v3"),
 }
 
 

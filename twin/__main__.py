@@ -142,9 +142,28 @@ def status(args: argparse.Namespace) -> int:
         split = ", ".join(f"{t.get('revision', 'LATEST')} {t.get('percent', 0)} %" for t in svc.get("trafficStatuses", []))
         state = "reconciling" if svc.get("reconciling") else "ready"
         print(f"service  {svc['name'].rsplit('/', 1)[-1]}: {split} ({state})")
+    _print_monitoring(st)
     req = st["requests"]
     print(f"requests {req['reads']} reads, {req['writes']} writes since reset")
     return 0
+
+
+def _print_monitoring(st: dict[str, Any]) -> None:
+    """Phase 4's resources, one line each, by name (``--json`` has them whole)."""
+    summary = st.get("monitoring", {}).get("summary")
+    if summary is None:  # a twin started before Phase 4
+        return
+
+    def names(items: list[str]) -> str:
+        return ", ".join(items) or "(none)"
+
+    policies = [f"{p['displayName']} ({'enabled' if p['enabled'] else 'disabled'})" for p in summary["alertPolicies"]]
+    print(f"metrics  {names(summary['logMetrics'])}")
+    print(f"alerts   {names(policies)}")
+    print(f"boards   {names(summary['dashboards'])}")
+    print(f"channels {names([c.rsplit('/', 1)[-1] for c in summary['notificationChannels']])}")
+    for fault in st.get("faults", []):
+        print(f"fault    {fault['method']}: {fault['code']} {fault['status']}")
 
 
 def stop(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The twin's gRPC face: the APIs whose Python clients speak gRPC only (Cloud SQL Admin, Monitoring).
+"""The twin's gRPC face: the APIs whose Python clients speak gRPC only (Cloud SQL Admin, Monitoring v3).
 
 Each served method is an :class:`Rpc` in ``RPCS``, naming its gRPC path, the client library's own
 request and response message types, and the discovery-document id the request is counted under
@@ -7,7 +7,8 @@ checks every path and type against the client libraries' transports.
 
 Requests are decoded with the client library's message types, and every answer is parsed into
 the response type with unknown fields refused: a field the real API does not have fails in the
-twin (as INTERNAL), not in a user's incident. The world logic itself lives in :mod:`twin.sql`.
+twin (as INTERNAL), not in a user's incident. The world logic itself lives in :mod:`twin.sql` (Cloud
+SQL and its metric) and :mod:`twin.monitoring` (alert policies, notification channels).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any, Callable
 
 import grpc
 from google.cloud import monitoring_v3, sqladmin_v1
-from google.protobuf import json_format
+from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import Message
 
-from twin import sql
+from twin import monitoring, sql
 from twin.world import ApiError, World
 
 # An RPC handler: the world, the decoded request (a protobuf message), and the time of the call;
@@ -41,7 +42,7 @@ class Rpc:
     method_id: str
     write: bool
     request: Any      # the client library's proto-plus request type
-    response: Any     # ... and response type
+    response: Any     # ... and response type (a plain protobuf class for google.protobuf.Empty)
     handler: Handler
 
     @property
@@ -101,6 +102,38 @@ def monitoring_list_time_series(w: World, req: Any, now: float) -> dict[str, Any
     return {"timeSeries": series}
 
 
+def alert_policies_list(w: World, req: Any, now: float) -> dict[str, Any]:
+    return monitoring.list_alert_policies(w, req.name, req.filter, req.order_by, req.page_size, req.page_token)
+
+
+def alert_policies_get(w: World, req: Any, now: float) -> dict[str, Any]:
+    return monitoring.get_alert_policy(w, req.name)
+
+
+def alert_policies_create(w: World, req: Any, now: float) -> dict[str, Any]:
+    return monitoring.create_alert_policy(w, req.name, _as_json(req.alert_policy), now)
+
+
+def alert_policies_update(w: World, req: Any, now: float) -> dict[str, Any]:
+    # The mask's paths as the client sends them (proto field names, e.g. "enabled", "conditions").
+    return monitoring.update_alert_policy(w, _as_json(req.alert_policy), list(req.update_mask.paths), now)
+
+
+def alert_policies_delete(w: World, req: Any, now: float) -> dict[str, Any]:
+    return monitoring.delete_alert_policy(w, req.name)
+
+
+def notification_channels_list(w: World, req: Any, now: float) -> dict[str, Any]:
+    return monitoring.list_channels(w, req.name, req.filter, req.order_by, req.page_size, req.page_token)
+
+
+def notification_channels_get(w: World, req: Any, now: float) -> dict[str, Any]:
+    return monitoring.get_channel(w, req.name)
+
+
+ALERTS = "google.monitoring.v3.AlertPolicyService"
+CHANNELS = "google.monitoring.v3.NotificationChannelService"
+
 RPCS: list[Rpc] = [
     Rpc("google.cloud.sql.v1.SqlInstancesService", "Get", "sql.instances.get", False,
         sqladmin_v1.SqlInstancesGetRequest, sqladmin_v1.DatabaseInstance, sql_instances_get),
@@ -110,6 +143,22 @@ RPCS: list[Rpc] = [
         sqladmin_v1.SqlOperationsGetRequest, sqladmin_v1.Operation, sql_operations_get),
     Rpc("google.monitoring.v3.MetricService", "ListTimeSeries", "monitoring.projects.timeSeries.list", False,
         monitoring_v3.ListTimeSeriesRequest, monitoring_v3.ListTimeSeriesResponse, monitoring_list_time_series),
+    Rpc(ALERTS, "ListAlertPolicies", "monitoring.projects.alertPolicies.list", False,
+        monitoring_v3.ListAlertPoliciesRequest, monitoring_v3.ListAlertPoliciesResponse, alert_policies_list),
+    Rpc(ALERTS, "GetAlertPolicy", "monitoring.projects.alertPolicies.get", False,
+        monitoring_v3.GetAlertPolicyRequest, monitoring_v3.AlertPolicy, alert_policies_get),
+    Rpc(ALERTS, "CreateAlertPolicy", "monitoring.projects.alertPolicies.create", True,
+        monitoring_v3.CreateAlertPolicyRequest, monitoring_v3.AlertPolicy, alert_policies_create),
+    # UpdateAlertPolicy is the REST API's PATCH (monitoring.v3.json has no "update" for policies).
+    Rpc(ALERTS, "UpdateAlertPolicy", "monitoring.projects.alertPolicies.patch", True,
+        monitoring_v3.UpdateAlertPolicyRequest, monitoring_v3.AlertPolicy, alert_policies_update),
+    Rpc(ALERTS, "DeleteAlertPolicy", "monitoring.projects.alertPolicies.delete", True,
+        monitoring_v3.DeleteAlertPolicyRequest, empty_pb2.Empty, alert_policies_delete),
+    Rpc(CHANNELS, "ListNotificationChannels", "monitoring.projects.notificationChannels.list", False,
+        monitoring_v3.ListNotificationChannelsRequest, monitoring_v3.ListNotificationChannelsResponse,
+        notification_channels_list),
+    Rpc(CHANNELS, "GetNotificationChannel", "monitoring.projects.notificationChannels.get", False,
+        monitoring_v3.GetNotificationChannelRequest, monitoring_v3.NotificationChannel, notification_channels_get),
 ]
 
 
@@ -134,9 +183,14 @@ def status_code(exc: ApiError) -> grpc.StatusCode:
         return _CODE_FOR_HTTP.get(exc.code, grpc.StatusCode.UNKNOWN)
 
 
+def protobuf_class(message_type: Any) -> Any:
+    """The protobuf class of a proto-plus message type (google.protobuf.Empty is one already)."""
+    return message_type.pb() if hasattr(message_type, "pb") else message_type
+
+
 def encode(message_type: Any, body: dict[str, Any]) -> Message:
     """REST JSON -> the client library's protobuf message; a field the real API lacks raises."""
-    return json_format.Parse(json.dumps(body), message_type.pb()(), ignore_unknown_fields=False)
+    return json_format.Parse(json.dumps(body), protobuf_class(message_type)(), ignore_unknown_fields=False)
 
 
 def _unary(twin: Any, rpc: Rpc) -> grpc.RpcMethodHandler:
@@ -149,13 +203,14 @@ def _unary(twin: Any, rpc: Rpc) -> grpc.RpcMethodHandler:
             sql.advance(w, now)
             w.count(rpc.method_id, rpc.write)
             try:
+                w.check_fault(rpc.method_id)
                 return encode(rpc.response, rpc.handler(w, request, now))
             except ApiError as exc:
                 failure = (status_code(exc), exc.message)
             except json_format.ParseError as exc:
                 # The twin built something the real API cannot return: a twin bug, said loudly.
                 failure = (grpc.StatusCode.INTERNAL, f"twin: {rpc.path} answer is not a valid "
-                                                     f"{rpc.response.meta.full_name}: {exc}")
+                                                     f"{protobuf_class(rpc.response).DESCRIPTOR.full_name}: {exc}")
         assert failure is not None
         await context.abort(*failure)
         raise AssertionError("unreachable: context.abort raises")
@@ -163,7 +218,7 @@ def _unary(twin: Any, rpc: Rpc) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(
         call,
         request_deserializer=rpc.request.pb().FromString,
-        response_serializer=rpc.response.pb().SerializeToString,
+        response_serializer=protobuf_class(rpc.response).SerializeToString,
     )
 
 

@@ -113,6 +113,73 @@ class RolloutSpec(_Strict):
     startup_seconds: float = Field(1.0, ge=0)
 
 
+class NotificationChannelSpec(_Strict):
+    """A Cloud Monitoring notification channel that exists already (the gate never creates one)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$")  # the last part of projects/P/notificationChannels/ID
+    type: str = "email"
+    display_name: str = ""
+    email: str | None = None            # labels.email_address of an email channel
+
+
+class LogMetricSpec(_Strict):
+    """A log-based metric someone already created by hand."""
+
+    name: str
+    filter: str
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _name_is_the_apis(self) -> "LogMetricSpec":
+        from twin.monitoring import check_metric_name  # twin.monitoring builds on the world, which loads scenarios
+        from twin.world import ApiError
+
+        try:
+            check_metric_name(self.name)
+        except ApiError as exc:
+            raise ValueError(exc.message) from None
+        return self
+
+
+# google.rpc.Code -> the HTTP code Google's front end answers with it (google/rpc/code.proto).
+HTTP_FOR_STATUS = {
+    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ABORTED": 409, "ALREADY_EXISTS": 409,
+    "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "INTERNAL": 500, "UNKNOWN": 500, "DATA_LOSS": 500,
+    "UNIMPLEMENTED": 501, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
+}
+
+
+def served_method_ids() -> set[str]:
+    """Every discovery method id the twin serves, on either face."""
+    # Both faces build on the world, which loads scenarios: imported when first needed.
+    from twin.grpcserver import RPCS
+    from twin.server import ROUTES
+
+    return {r.method_id for r in ROUTES} | {r.method_id for r in RPCS}
+
+
+class FaultSpec(_Strict):
+    """Every call of ``method`` fails with this error (after being counted), on REST and gRPC alike."""
+
+    method: str                         # a discovery method id the twin serves, e.g. monitoring.projects.dashboards.create
+    code: int                           # the HTTP code, as Google's REST front end answers
+    status: str                         # the canonical status, e.g. RESOURCE_EXHAUSTED
+    message: str
+    dry_runs: bool = False              # validateOnly calls fail too (default: they pass, the real write fails)
+
+    @model_validator(mode="after")
+    def _is_a_real_error_of_a_served_method(self) -> "FaultSpec":
+        if HTTP_FOR_STATUS.get(self.status) != self.code:
+            expected = HTTP_FOR_STATUS.get(self.status)
+            raise ValueError(f"status {self.status!r} is answered with HTTP {expected}, not {self.code}"
+                             if expected else f"{self.status!r} is not a canonical status ({', '.join(HTTP_FOR_STATUS)})")
+        served = served_method_ids()
+        if self.method not in served:
+            raise ValueError(f"the twin serves no method {self.method!r}; it serves {', '.join(sorted(served))}")
+        return self
+
+
 class ServiceSpec(_Strict):
     name: str
     kind: str = "backend"               # backend: /health*, /ws; auth: /health, /auth/login
@@ -148,6 +215,20 @@ class Scenario(_Strict):
     golden_path: GoldenPathSpec = GoldenPathSpec()
     websocket: WebSocketSpec = WebSocketSpec()
     rollout: RolloutSpec = RolloutSpec()
+    # Phase 4: the channels alert policies may notify, metrics made by hand, and injected API failures.
+    notification_channels: list[NotificationChannelSpec] = []
+    log_metrics: list[LogMetricSpec] = []
+    faults: list[FaultSpec] = []
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> "Scenario":
+        for what, names in (("notification_channels.id", [c.id for c in self.notification_channels]),
+                            ("log_metrics.name", [m.name for m in self.log_metrics]),
+                            ("faults.method", [f.method for f in self.faults])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what} repeats {', '.join(dupes)}")
+        return self
 
 
 def available() -> list[str]:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from twin import dataplane, encode, network
+from twin import dataplane, encode, monitoring, network
 from twin.logfilter import FilterError
 from twin.scenario import ScenarioError
 from twin.world import ApiError, World
@@ -28,6 +28,10 @@ Handler = Callable[[Request, World], Awaitable[Any]]
 RUN = "/v2/projects/{project}/locations/{location}"
 VPC = "/v1/projects/{project}/locations/{location}"
 COMPUTE = "/compute/v1/projects/{project}"
+# Logging metrics; a metric id may hold "/" ("nginx/requests", sent as %2F and decoded by the server),
+# so the routes below take it as a path parameter ({metric:path}).
+METRICS = "/v2/projects/{project}/metrics"
+DASHBOARDS = "/v1/projects/{project}/dashboards"
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,68 @@ async def list_certificates(req: Request, w: World) -> Any:
                                      _int(req, "maxResults", 500), _param(req, "pageToken"))
 
 
+# ---- Logging v2 log-based metrics, Monitoring v1 dashboards (world logic in twin.monitoring) -----------
+
+
+async def list_metrics(req: Request, w: World) -> Any:
+    _check_query(req, ("pageSize", "pageToken"))
+    return monitoring.list_metrics(w, req.path_params["project"], _int(req, "pageSize", 0), _param(req, "pageToken"))
+
+
+async def get_metric(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return monitoring.get_metric(w, p["project"], p["metric"])
+
+
+async def create_metric(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    return monitoring.create_metric(w, req.path_params["project"], monitoring.parse_metric(await req.body()))
+
+
+async def update_metric(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return monitoring.update_metric(w, p["project"], p["metric"], monitoring.parse_metric(await req.body()))
+
+
+async def delete_metric(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return monitoring.delete_metric(w, p["project"], p["metric"])
+
+
+async def list_dashboards(req: Request, w: World) -> Any:
+    _check_query(req, ("pageSize", "pageToken"))
+    return monitoring.list_dashboards(w, req.path_params["project"], _int(req, "pageSize", 0),
+                                      _param(req, "pageToken"))
+
+
+async def get_dashboard(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return monitoring.get_dashboard(w, p["project"], p["dashboard"])
+
+
+async def create_dashboard(req: Request, w: World) -> Any:
+    _check_query(req, ("validateOnly",))
+    return monitoring.create_dashboard(w, req.path_params["project"], monitoring.parse_dashboard(await req.body()),
+                                       _flag(req, "validateOnly"))
+
+
+async def patch_dashboard(req: Request, w: World) -> Any:
+    _check_query(req, ("validateOnly",))
+    p = req.path_params
+    return monitoring.patch_dashboard(w, p["project"], p["dashboard"], monitoring.parse_dashboard(await req.body()),
+                                      _flag(req, "validateOnly"))
+
+
+async def delete_dashboard(req: Request, w: World) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return monitoring.delete_dashboard(w, p["project"], p["dashboard"])
+
+
 ROUTES: list[ApiRoute] = [
     ApiRoute("GET", RUN + "/services", "run.projects.locations.services.list", False, list_services),
     ApiRoute("GET", RUN + "/services/{service}", "run.projects.locations.services.get", False, get_service),
@@ -277,6 +343,17 @@ ROUTES: list[ApiRoute] = [
     ApiRoute("GET", COMPUTE + "/global/sslCertificates", "compute.sslCertificates.list", False, list_certificates),
     ApiRoute("GET", COMPUTE + "/global/sslCertificates/{sslCertificate}", "compute.sslCertificates.get", False,
              get_certificate),
+    ApiRoute("GET", METRICS, "logging.projects.metrics.list", False, list_metrics),
+    ApiRoute("POST", METRICS, "logging.projects.metrics.create", True, create_metric),
+    ApiRoute("GET", METRICS + "/{metric:path}", "logging.projects.metrics.get", False, get_metric),
+    ApiRoute("PUT", METRICS + "/{metric:path}", "logging.projects.metrics.update", True, update_metric),
+    ApiRoute("DELETE", METRICS + "/{metric:path}", "logging.projects.metrics.delete", True, delete_metric),
+    ApiRoute("GET", DASHBOARDS, "monitoring.projects.dashboards.list", False, list_dashboards),
+    ApiRoute("POST", DASHBOARDS, "monitoring.projects.dashboards.create", True, create_dashboard),
+    ApiRoute("GET", DASHBOARDS + "/{dashboard}", "monitoring.projects.dashboards.get", False, get_dashboard),
+    ApiRoute("PATCH", DASHBOARDS + "/{dashboard}", "monitoring.projects.dashboards.patch", True, patch_dashboard),
+    ApiRoute("DELETE", DASHBOARDS + "/{dashboard}", "monitoring.projects.dashboards.delete", True,
+             delete_dashboard),
 ]
 
 
@@ -289,6 +366,7 @@ def _api_endpoint(twin: Twin, route: ApiRoute) -> Callable[[Request], Awaitable[
             try:
                 dry = route.write and _flag(request, "validateOnly")
                 w.count(route.method_id + (":validateOnly" if dry else ""), route.write and not dry)
+                w.check_fault(route.method_id, dry)
                 result = await route.handler(request, w)
             except ApiError as exc:
                 return JSONResponse(exc.body(), status_code=exc.code)

@@ -113,6 +113,14 @@ class World:
             "rollout": sc.rollout.model_dump(),
             "tokens": {},
             "run_log": [],
+            # Phase 4 (twin.monitoring): Logging log-based metrics, Monitoring dashboards, alert
+            # policies and the scenario's notification channels, each {"resource": REST JSON} keyed
+            # by the last part of its name; and the scenario's injected failures, by method id.
+            "log_metrics": {},
+            "dashboards": {},
+            "alert_policies": {},
+            "notification_channels": {},
+            "faults": {},
         }
         for svc in sc.services:
             revs = sorted(svc.revisions, key=lambda r: -r.created_minutes_ago)
@@ -226,6 +234,7 @@ class World:
                 },
             }
         self.state = st
+        monitoring().seed(self, sc.notification_channels, sc.log_metrics, sc.faults, now)
         # Every scenario revision started once, when it was created: its startup log says how.
         for svc in sc.services:
             for rev in svc.revisions:
@@ -302,6 +311,16 @@ class World:
         req["by_method"][method] = req["by_method"].get(method, 0) + 1
         self.dirty = True
 
+    def check_fault(self, method: str, dry_run: bool = False) -> None:
+        """Fail the call as the scenario says (a quota error, an outage), once it has been counted.
+
+        A dry run (validateOnly) passes unless the fault says otherwise, so a client's preflight
+        succeeds and the real write fails: the case its rollback exists for.
+        """
+        fault = self.state.get("faults", {}).get(method)
+        if fault and (not dry_run or fault.get("dry_runs")):
+            raise ApiError(fault["code"], fault["status"], fault["message"])
+
     # ---- Cloud Run Admin v2 --------------------------------------------------------------
 
     def _check_parent(self, project: str, location: str) -> None:
@@ -365,6 +384,8 @@ class World:
                     if not rev or self.state["revisions"].get(rev, {}).get("service") != name:
                         raise ApiError(400, "INVALID_ARGUMENT", f"Revision named '{rev}' does not exist in service {name}.")
         new_template = body.get("template")
+        if new_template is not None:
+            _check_template(new_template)
         template_changed = new_template is not None and _comparable_template(new_template) != _comparable_template(
             current["template"]
         )
@@ -604,6 +625,7 @@ class World:
             "logging": {"request_log_entries": len(st["request_log"]),
                         "connector_log_entries": len(st.get("connector_log", [])),
                         "run_log_entries": len(st.get("run_log", []))},
+            **monitoring().status(self),
             "data_plane": {name: s["hosts"] for name, s in st["services"].items()},
             "requests": st["requests"],
         }
@@ -621,6 +643,34 @@ def dataplane() -> Any:
     from twin import dataplane as module
 
     return module
+
+
+def monitoring() -> Any:
+    # twin.monitoring builds on this module too (ApiError, World): imported when first used.
+    from twin import monitoring as module
+
+    return module
+
+
+# Cloud Run's limits on a revision template: at most 1000 concurrent requests per instance.
+MAX_CONCURRENCY = 1000
+
+
+def _check_template(template: dict[str, Any]) -> None:
+    """Refuse a template Cloud Run refuses, in its words ("Violation in UpdateServiceRequest...")."""
+    at = "Violation in UpdateServiceRequest.service.template"
+    scaling = template.get("scaling", {})
+    lo, hi = int(scaling.get("minInstanceCount", 0)), int(scaling.get("maxInstanceCount", 0))
+    # proto3 int32: 0 is unset, and an unset maximum bounds nothing.
+    if hi and lo > hi:
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"{at}.scaling.max_instance_count: must be greater or equal than min_instance_count "
+                       f"(min {lo}, max {hi}).")
+    concurrency = template.get("maxInstanceRequestConcurrency")
+    if concurrency is not None and not 1 <= int(concurrency) <= MAX_CONCURRENCY:
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"{at}.max_instance_request_concurrency: must be between 1 and {MAX_CONCURRENCY}, "
+                       f"got {concurrency}.")
 
 
 def _pick(serving: list[dict[str, Any]], n: int) -> str:

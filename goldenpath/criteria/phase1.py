@@ -92,7 +92,7 @@ def health_fast(svc: ServiceState, burst: Burst, thresholds: Thresholds) -> Verd
     return verdict(Status.PASS, f"{measured}, all 200")
 
 
-def _tagged(svc: ServiceState) -> set[str]:
+def tagged(svc: ServiceState) -> set[str]:
     """Revisions with a traffic tag: addressable by URL even at 0 %."""
     return {t["revision"] for t in svc.raw.get("trafficStatuses", []) if t.get("tag") and t.get("revision")}
 
@@ -102,7 +102,7 @@ def no_contention(svc: ServiceState, revisions: Sequence[RevisionState]) -> Verd
     serving = next(iter(holding)) if len(holding) == 1 else None
     # Cloud Run starts a revision's minimum instances only while it is addressable (it holds
     # traffic or a tag): an old revision at 0 % and untagged holds none, whatever its setting.
-    addressable = holding | _tagged(svc)
+    addressable = holding | tagged(svc)
     contenders = []
     for rev in revisions:
         if rev.name == serving:

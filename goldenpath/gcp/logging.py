@@ -1,4 +1,4 @@
-"""Cloud Logging v2: request logs of Cloud Run services.
+"""Cloud Logging v2: request logs of Cloud Run services, and log-based metrics (Phase 4).
 
 Uses the official client's JSON transport (the gapic logging client has no REST transport), with
 the endpoint override. Reads are capped: a criterion only needs to know "at least N".
@@ -102,6 +102,38 @@ class CloudLogging:
         entries = self._list(filter_, ERRORS_CAP)
         return StartupLog(service=service, revision=revision, since=since, errors=len(entries),
                           examples=tuple(_text(e)[:160] for e in entries[:EXAMPLES]))
+
+    # ---- log-based metrics (Phase 4) ----------------------------------------------------------
+
+    def get_metric(self, name: str) -> dict[str, Any] | None:
+        """The metric as the API returns it (REST JSON), or None when it does not exist."""
+        from google.api_core.exceptions import NotFound
+
+        project = self.session.target.project
+        with self.session.call(self.API, "metrics.get", f"projects/{project}/metrics/{name}"):
+            try:
+                return dict(self._client.metrics_api.metric_get(project, name))
+            except NotFound:
+                return None
+
+    def create_metric(self, metric: dict[str, Any]) -> dict[str, Any]:
+        project = self.session.target.project
+        with self.session.call(self.API, "metrics.create", f"projects/{project}/metrics/{metric['name']}"):
+            self._client.metrics_api.metric_create(project, metric["name"], metric["filter"],
+                                                   metric.get("description", ""))
+        return self.get_metric(metric["name"]) or {}
+
+    def update_metric(self, metric: dict[str, Any]) -> dict[str, Any]:
+        """Replace the metric's filter and description (the API's update is a PUT of the whole metric)."""
+        project = self.session.target.project
+        with self.session.call(self.API, "metrics.update", f"projects/{project}/metrics/{metric['name']}"):
+            return dict(self._client.metrics_api.metric_update(project, metric["name"], metric["filter"],
+                                                               metric.get("description", "")))
+
+    def delete_metric(self, name: str) -> None:
+        project = self.session.target.project
+        with self.session.call(self.API, "metrics.delete", f"projects/{project}/metrics/{name}"):
+            self._client.metrics_api.metric_delete(project, name)
 
 
 def _text(entry: Any) -> str:

@@ -1,4 +1,5 @@
-"""Cloud Monitoring v3: the metrics the runbook's criteria read. gRPC only in the client library."""
+"""Cloud Monitoring v3: the metrics the runbook's criteria read, alert policies and notification
+channels (Phase 4). gRPC only in the client library."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from goldenpath.gcp.session import GcpSession
+from goldenpath.gcp.session import GcpSession, from_json, to_json
 from goldenpath.observations import MetricSeries
 
 NUM_BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
@@ -26,6 +27,83 @@ class Monitoring:
 
         return monitoring_v3.MetricServiceClient(
             transport=self.session.grpc_transport(self.API, MetricServiceGrpcTransport))
+
+    @cached_property
+    def _policies(self) -> Any:
+        from google.cloud import monitoring_v3
+        from google.cloud.monitoring_v3.services.alert_policy_service.transports import AlertPolicyServiceGrpcTransport
+
+        return monitoring_v3.AlertPolicyServiceClient(
+            transport=self.session.grpc_transport(self.API, AlertPolicyServiceGrpcTransport))
+
+    @cached_property
+    def _channels(self) -> Any:
+        from google.cloud import monitoring_v3
+        from google.cloud.monitoring_v3.services.notification_channel_service.transports import (
+            NotificationChannelServiceGrpcTransport,
+        )
+
+        return monitoring_v3.NotificationChannelServiceClient(
+            transport=self.session.grpc_transport(self.API, NotificationChannelServiceGrpcTransport))
+
+    @property
+    def _project(self) -> str:
+        return f"projects/{self.session.target.project}"
+
+    # ---- alert policies and notification channels (Phase 4) -----------------------------------
+
+    def alert_policies(self) -> tuple[dict[str, Any], ...]:
+        """Every alert policy of the project, as REST JSON."""
+        with self.session.call(self.API, "alertPolicies.list", self._project):
+            pager = self._policies.list_alert_policies(name=self._project, retry=self.session.read_retry(),
+                                                       timeout=self.session.target.timeouts.api_seconds)
+            return tuple(to_json(p) for p in pager)
+
+    def notification_channels(self) -> tuple[dict[str, Any], ...]:
+        with self.session.call(self.API, "notificationChannels.list", self._project):
+            pager = self._channels.list_notification_channels(name=self._project, retry=self.session.read_retry(),
+                                                              timeout=self.session.target.timeouts.api_seconds)
+            return tuple(to_json(c) for c in pager)
+
+    def get_alert_policy(self, name: str) -> dict[str, Any] | None:
+        from google.api_core.exceptions import NotFound
+
+        with self.session.call(self.API, "alertPolicies.get", name):
+            try:
+                return to_json(self._policies.get_alert_policy(name=name, retry=self.session.read_retry(),
+                                                               timeout=self.session.target.timeouts.api_seconds))
+            except NotFound:
+                return None
+
+    def create_alert_policy(self, policy: dict[str, Any]) -> dict[str, Any]:
+        from google.cloud import monitoring_v3
+
+        with self.session.call(self.API, "alertPolicies.create", policy.get("displayName", "")):
+            created = self._policies.create_alert_policy(
+                name=self._project, alert_policy=from_json(monitoring_v3.AlertPolicy, policy),
+                timeout=self.session.target.timeouts.api_seconds)
+        return to_json(created)
+
+    def update_alert_policy(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Change only ``fields`` (top-level REST names) of the policy, through an update mask."""
+        from google.cloud import monitoring_v3
+        from google.protobuf import field_mask_pb2
+
+        paths = [_snake(k) for k in fields]
+        # A field in the mask but absent from the body is cleared: how an empty previous value is restored.
+        body = {k: v for k, v in fields.items() if v is not None}
+        with self.session.call(self.API, f"alertPolicies.patch({','.join(paths)})", name):
+            updated = self._policies.update_alert_policy(
+                alert_policy=from_json(monitoring_v3.AlertPolicy, {**body, "name": name}),
+                update_mask=field_mask_pb2.FieldMask(paths=paths),
+                timeout=self.session.target.timeouts.api_seconds)
+        return to_json(updated)
+
+    def delete_alert_policy(self, name: str) -> None:
+        with self.session.call(self.API, "alertPolicies.delete", name):
+            self._policies.delete_alert_policy(name=name, timeout=self.session.target.timeouts.api_seconds)
+
+    # ---- metrics -------------------------------------------------------------------------------
 
     def num_backends(self, instance: str, minutes: int) -> MetricSeries:
         t = self.session.target
@@ -57,3 +135,8 @@ class Monitoring:
                 totals[when] = totals.get(when, 0.0) + float(value)
         points = sorted(totals.items(), key=lambda x: x[0], reverse=True)
         return MetricSeries(metric=metric, points=tuple(points))
+
+
+def _snake(name: str) -> str:
+    """userLabels → user_labels: update masks name proto fields."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)

@@ -6,13 +6,12 @@ just before, and wait on the operation with backoff. The client library is impor
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Sequence
 
 from goldenpath.errors import CheckError
-from goldenpath.gcp.session import GcpSession
+from goldenpath.gcp.session import GcpSession, to_json
 from goldenpath.observations import RevisionState, ServiceState, TrafficShare
 
 READY = "CONDITION_SUCCEEDED"
@@ -20,12 +19,6 @@ READY = "CONDITION_SUCCEEDED"
 
 def short(name: str) -> str:
     return name.rsplit("/", 1)[-1]
-
-
-def to_json(message: Any) -> dict[str, Any]:
-    text = type(message).to_json(message, use_integers_for_enums=False,
-                                 always_print_fields_with_no_presence=False, indent=None)
-    return json.loads(text)
 
 
 def _dt(value: Any) -> datetime:
@@ -122,14 +115,23 @@ class CloudRun:
             env=env,
         )
 
-    def set_env(self, service: str, env: Sequence[tuple[str, str]], *, expected_etag: str = "") -> ServiceState:
-        """Give the template exactly ``env`` (a new revision), validate_only first, etag-guarded, and wait."""
+    def set_template(self, service: str, spec: dict[str, Any], *, expected_etag: str = "") -> ServiceState:
+        """Give the template what ``spec`` says (see :func:`template_spec`): a new revision,
+        validate_only first, etag-guarded, and wait for it."""
         v2 = self._v2
         msg = self._read_for_update(service, expected_etag)
-        container = msg.template.containers[0]
-        keep = [e for e in container.env if e.value_source]  # secrets stay as they are
-        container.env = keep + [v2.EnvVar(name=k, value=v) for k, v in env if all(k != s.name for s in keep)]
-        msg.template.revision = ""  # let Cloud Run name the new revision
+        template = msg.template
+        if "env" in spec:
+            container = template.containers[0]
+            keep = [e for e in container.env if e.value_source]  # secrets stay as they are
+            container.env = keep + [v2.EnvVar(name=k, value=v) for k, v in spec["env"]
+                                    if all(k != s.name for s in keep)]
+        if "scaling" in spec:
+            template.scaling.min_instance_count = int(spec["scaling"].get("minInstanceCount", 0))
+            template.scaling.max_instance_count = int(spec["scaling"].get("maxInstanceCount", 0))
+        if "maxInstanceRequestConcurrency" in spec:
+            template.max_instance_request_concurrency = int(spec["maxInstanceRequestConcurrency"])
+        template.revision = ""  # let Cloud Run name the new revision
         return self._update(service, msg)
 
     def _read_for_update(self, service: str, expected_etag: str) -> Any:
@@ -181,3 +183,23 @@ class CloudRun:
         with self.session.call(self.API, "operations.wait", op.operation.name):
             op.result(timeout=self.session.target.timeouts.operation_seconds, polling=self.session.polling())
         return op.operation.name
+
+
+def template_spec(service_raw: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The parts of a service's template (REST JSON) that a rollout sets, in the shape
+    :meth:`CloudRun.set_template` takes: ``env`` as [name, value] pairs (secrets left out), ``scaling``
+    as {minInstanceCount, maxInstanceCount}, ``maxInstanceRequestConcurrency``; defaults filled in,
+    so a spec read back compares equal to the spec that was set."""
+    template = service_raw.get("template", {})
+    out: dict[str, Any] = {}
+    if "env" in keys:
+        containers = template.get("containers", [])
+        out["env"] = [[e["name"], e.get("value", "")] for e in (containers[0].get("env", []) if containers else [])
+                      if "valueSource" not in e]
+    if "scaling" in keys:
+        scaling = template.get("scaling", {})
+        out["scaling"] = {"minInstanceCount": int(scaling.get("minInstanceCount", 0)),
+                          "maxInstanceCount": int(scaling.get("maxInstanceCount", 0))}
+    if "maxInstanceRequestConcurrency" in keys:
+        out["maxInstanceRequestConcurrency"] = int(template.get("maxInstanceRequestConcurrency", 0))
+    return out

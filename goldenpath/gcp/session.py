@@ -26,7 +26,24 @@ ROLES = {
     "sqladmin": ("roles/cloudsql.viewer", "roles/cloudsql.editor"),
     "compute": ("roles/compute.viewer", "roles/compute.loadBalancerAdmin"),
     "monitoring": ("roles/monitoring.viewer", "roles/monitoring.editor"),
+    "dashboards": ("roles/monitoring.dashboardViewer", "roles/monitoring.dashboardEditor"),
 }
+
+
+def to_json(message: Any) -> dict[str, Any]:
+    """A proto-plus message as the API's REST JSON (camelCase, enum names, defaults left out)."""
+    import json
+
+    text = type(message).to_json(message, use_integers_for_enums=False,
+                                 always_print_fields_with_no_presence=False, indent=None)
+    return json.loads(text)
+
+
+def from_json(message_type: Any, data: dict[str, Any]) -> Any:
+    """REST JSON → a proto-plus message; a field the API does not have is an error, not dropped."""
+    import json
+
+    return message_type.from_json(json.dumps(data), ignore_unknown_fields=False)
 
 
 class NotDone(Exception):

@@ -36,6 +36,7 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
             # Planning against a moving service would race its own rollout; the criteria report it.
             continue
         holding = svc.holding_traffic
+        tagged = criteria.tagged(svc)
         latest = svc.latest_ready
         target_split = [TrafficShare(latest, 100)]
         if len(holding) == 1 and holding[0].revision != latest:
@@ -62,7 +63,9 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
             if rev.name == latest:
                 continue
             held = [s.percent for s in holding if s.revision == rev.name]
-            if not held and rev.min_instances == 0:
+            # Only what contends: traffic, or minimum instances Cloud Run actually starts (a tagged
+            # revision). An untagged revision at 0 % holds nothing, and stays as a way back.
+            if not held and not (rev.min_instances and rev.name in tagged):
                 continue
             holds = ", ".join(filter(None, [f"{held[0]} % of traffic" if held else "",
                                             f"min instances {rev.min_instances}" if rev.min_instances else ""]))

@@ -9,15 +9,15 @@ what was added from the template. Both services are handled the same way.
 
 from __future__ import annotations
 
-from typing import Any
 
 from goldenpath.config import Target
 from goldenpath.criteria import phase3 as criteria
-from goldenpath.errors import CheckError
-from goldenpath.observations import Phase3Observation, TrafficShare
+from goldenpath.gcp.run import template_spec
+from goldenpath.observations import Phase3Observation
 from goldenpath.observe import Observer
 from goldenpath.remediation.change import Change
 from goldenpath.remediation.remedy import ObservedRemedy
+from goldenpath.remediation.rollout import Rollout
 from goldenpath.verdict import Verdict
 
 ROLLOUT = "rollout-config"
@@ -34,9 +34,9 @@ def plan(target: Target, obs: Phase3Observation) -> list[Change]:
         missing = {k: v for k, v in svc.required_env.items() if serving.env_value(k) != v}
         if not missing:
             continue
-        template_env = _template_env(state.raw)
-        merged = [(k, missing.get(k, v)) for k, v in template_env] + \
-                 [(k, v) for k, v in missing.items() if all(k != name for name, _ in template_env)]
+        template_env = template_spec(state.raw, ["env"])["env"]
+        merged = [[k, missing.get(k, v)] for k, v in template_env] + \
+                 [[k, v] for k, v in missing.items() if all(k != name for name, _ in template_env)]
         pairs = ",".join(f"{k}={v}" for k, v in missing.items())
         changes.append(Change(
             phase=3, step=ROLLOUT, subject=svc.name, resource=state.full_name,
@@ -50,57 +50,10 @@ def plan(target: Target, obs: Phase3Observation) -> list[Change]:
                  "with the configuration, traffic moved only once it is ready, the phase verified; on failure "
                  f"traffic goes back to {serving.name} and the added variables are removed"),
             expected_etag=state.etag,
-            payload={"service": svc.name, "env": merged, "restore_env": template_env, "previous": serving.name},
+            payload={"service": svc.name, "template": {"env": merged}, "restore": {"env": template_env},
+                     "previous": serving.name},
         ))
     return changes
-
-
-def _template_env(service_raw: dict[str, Any]) -> list[tuple[str, str]]:
-    containers = service_raw.get("template", {}).get("containers", [])
-    return [(e["name"], e.get("value", "")) for e in (containers[0].get("env", []) if containers else [])
-            if "valueSource" not in e]
-
-
-class RolloutConfig:
-    def __init__(self, observer: Observer) -> None:
-        self.observer = observer
-
-    def apply(self, change: Change) -> dict[str, Any]:
-        p = change.payload
-        run = self.observer.run
-        restore = [tuple(e) for e in p["restore_env"]]
-        try:
-            deployed = run.set_env(p["service"], [tuple(e) for e in p["env"]], expected_etag=change.expected_etag)
-        except Exception:
-            # The new revision may have failed to become ready: never leave the template half-changed.
-            run.set_env(p["service"], restore)
-            raise
-        new = deployed.latest_ready
-        if new == p["previous"]:
-            run.set_env(p["service"], restore, expected_etag=deployed.etag)
-            raise CheckError(f"{p['service']}: the new revision with the configuration never became ready "
-                             f"(latest ready is still {new}); the template was restored")
-        try:
-            routed = run.set_traffic(p["service"], [TrafficShare(new, 100)], expected_etag=deployed.etag)
-        except Exception:
-            run.set_env(p["service"], restore)
-            raise
-        return {"new_revision": new, "etag": routed.etag}
-
-    def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
-        p = change.payload
-        run = self.observer.run
-        routed = run.set_traffic(p["service"], [TrafficShare(p["previous"], 100)], expected_etag=applied.get("etag", ""))
-        restored = run.set_env(p["service"], [tuple(e) for e in p["restore_env"]], expected_etag=routed.etag)
-        return {"serving": restored.split_text(), "template_env": _template_env(restored.raw)}
-
-    def restored(self, change: Change) -> tuple[bool, str]:
-        p = change.payload
-        state = self.observer.run.get_service(p["service"])
-        serving_ok = [(s.revision, s.percent) for s in state.holding_traffic] == [(p["previous"], 100)]
-        env_ok = _template_env(state.raw) == [tuple(e) for e in p["restore_env"]]
-        return serving_ok and env_ok, f"{state.name} serves {state.split_text()}; template env " \
-                                      f"{'as before' if env_ok else 'still changed'}"
 
 
 class Phase3Remedy(ObservedRemedy):
@@ -108,7 +61,7 @@ class Phase3Remedy(ObservedRemedy):
     title = TITLE
 
     def __init__(self, target: Target, observer: Observer) -> None:
-        super().__init__(target, observer, {ROLLOUT: RolloutConfig(observer)})
+        super().__init__(target, observer, {ROLLOUT: Rollout(observer)})
 
     def plan(self) -> list[Change]:
         return plan(self.target, self.observer.phase3())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from datetime import datetime, timezone
 
@@ -126,12 +128,18 @@ def test_old_revision_without_traffic_or_min_instances_is_not_deleted() -> None:
     assert deleted == [OLD]  # only a revision that held traffic or instances goes
 
 
-def test_old_revision_holding_only_min_instances_is_deleted() -> None:
-    obs = observe(service((NEW, 100)), revision(OLD, 2), revision(NEW))
-    changes = plan(target(), obs)
+def test_tagged_old_revision_holding_only_min_instances_is_deleted() -> None:
+    svc = replace(service((NEW, 100)), raw={"trafficStatuses": [{"revision": NEW, "percent": 100},
+                                                                {"revision": OLD, "percent": 0, "tag": "canary"}]})
+    changes = plan(target(), observe(svc, revision(OLD, 2), revision(NEW)))
     assert [(c.step, c.payload["revision"]) for c in changes] == [(DELETE, OLD)]
     assert changes[0].before["traffic_percent"] == 0
     assert "(holds min instances 2)" in changes[0].summary
+
+
+def test_untagged_old_revision_at_zero_percent_is_kept_as_a_way_back() -> None:
+    # Cloud Run does not start its minimum instances (it is not addressable): nothing contends.
+    assert plan(target(), observe(service((NEW, 100)), revision(OLD, 2), revision(NEW))) == []
 
 
 def test_stale_requested_split_is_rerouted_even_if_serving_looks_right() -> None:

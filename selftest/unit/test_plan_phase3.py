@@ -123,11 +123,11 @@ def test_backend_env_is_the_template_merged() -> None:
     rollout = for_service(plan(target(), incident()), BACKEND)
     # DEMO_MODE replaced where it stands, the missing ones appended in the target's order,
     # the template's other variables kept, the secret left out (Cloud Run keeps it as it is)
-    assert pairs(rollout.payload["env"]) == [
+    assert pairs(rollout.payload["template"]["env"]) == [
         ("LOG_LEVEL", "info"), ("DEMO_MODE", "0"), ("REDIS_HOST", "10.0.0.3"),
         ("VPC_CONNECTOR_TIMEOUT", "600"), ("DATABASE_TIMEOUT", "600"),
     ]
-    assert pairs(rollout.payload["restore_env"]) == [("LOG_LEVEL", "info"), ("DEMO_MODE", "1"),
+    assert pairs(rollout.payload["restore"]["env"]) == [("LOG_LEVEL", "info"), ("DEMO_MODE", "1"),
                                                      ("REDIS_HOST", "10.0.0.3")]
     assert rollout.payload["service"] == BACKEND
     assert rollout.payload["previous"] == BACKEND_REV
@@ -135,8 +135,8 @@ def test_backend_env_is_the_template_merged() -> None:
 
 def test_auth_env_replaces_demo_mode_and_leaves_its_secret_out() -> None:
     rollout = for_service(plan(target(), incident()), AUTH)
-    assert pairs(rollout.payload["env"]) == [("DEMO_MODE", "0")]
-    assert pairs(rollout.payload["restore_env"]) == [("DEMO_MODE", "1")]
+    assert pairs(rollout.payload["template"]["env"]) == [("DEMO_MODE", "0")]
+    assert pairs(rollout.payload["restore"]["env"]) == [("DEMO_MODE", "1")]
     assert rollout.payload["previous"] == AUTH_REV
 
 
@@ -184,7 +184,7 @@ def test_incident_plan_serialises() -> None:
     for change in plan(target(), incident()):
         data = json.loads(json.dumps(change.to_json()))
         assert data["step"] == ROLLOUT and data["needs_consent"] is False
-        assert [tuple(e) for e in data["payload"]["env"]] == pairs(change.payload["env"])
+        assert [tuple(e) for e in data["payload"]["template"]["env"]] == pairs(change.payload["template"]["env"])
 
 
 def test_planning_does_not_touch_the_observation() -> None:
@@ -216,7 +216,7 @@ def test_the_plan_is_empty_once_its_changes_are_in_place() -> None:
     for change, new in zip(changes, (new_backend, new_auth)):
         secrets = [e for e in (BACKEND_TEMPLATE_ENV if change.subject == BACKEND else AUTH_TEMPLATE_ENV)
                    if "valueSource" in e]
-        env = secrets + [{"name": k, "value": v} for k, v in pairs(change.payload["env"])]
+        env = secrets + [{"name": k, "value": v} for k, v in pairs(change.payload["template"]["env"])]
         after[change.subject] = (service(change.subject, env, (new, 100)), revision(change.subject, new, plain(env)))
     assert plan(target(), observe(after[BACKEND], after[AUTH])) == []
 
@@ -255,7 +255,7 @@ def test_only_the_wrong_variables_are_rolled_out() -> None:
                   (inc.services[AUTH], inc.serving[AUTH]))
     rollout = for_service(plan(target(), obs), BACKEND)
     assert rollout.after["env"] == {"VPC_CONNECTOR_TIMEOUT": "600", "DATABASE_TIMEOUT": "600"}
-    assert pairs(rollout.payload["env"]) == [("DEMO_MODE", "0"), ("DATABASE_TIMEOUT", "600"),
+    assert pairs(rollout.payload["template"]["env"]) == [("DEMO_MODE", "0"), ("DATABASE_TIMEOUT", "600"),
                                              ("VPC_CONNECTOR_TIMEOUT", "600")]
     assert "--update-env-vars=VPC_CONNECTOR_TIMEOUT=600,DATABASE_TIMEOUT=600 " in rollout.gcloud
 
@@ -265,5 +265,5 @@ def test_template_without_env_gets_just_the_required_variables() -> None:
     bare = service(BACKEND, [], (BACKEND_REV, 100))
     obs = observe((bare, revision(BACKEND, BACKEND_REV, ())), (inc.services[AUTH], inc.serving[AUTH]))
     rollout = for_service(plan(target(), obs), BACKEND)
-    assert pairs(rollout.payload["env"]) == list(BACKEND_REQUIRED.items())
-    assert rollout.payload["restore_env"] == []
+    assert pairs(rollout.payload["template"]["env"]) == list(BACKEND_REQUIRED.items())
+    assert rollout.payload["restore"]["env"] == []
