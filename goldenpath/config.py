@@ -41,6 +41,7 @@ class Thresholds(_Strict):
                                                                    "metric point newer than the change")
     connector_log_minutes: int = Field(15, ge=1, description="window for connector error logs")
     certificate_min_days: float = Field(21, ge=0, description="a certificate must be valid at least this long")
+    clean_window_minutes: float = Field(10, gt=0, description="Success Confirmation: zero 503s for this long")
 
 
 class Timeouts(_Strict):

@@ -291,3 +291,19 @@ class Phase4Observation:
     dashboards: dict[str, dict[str, Any] | None]    # each defined dashboard's name → JSON, None: missing
     services: dict[str, ServiceState]
     serving: dict[str, RevisionState | None]        # the single revision serving 100 %, if there is one
+
+
+@dataclass(frozen=True)
+class CleanWindow:
+    """The request log of the last ``window_seconds`` (in the target's time) for one service."""
+
+    service: str
+    now: datetime
+    window_seconds: float      # the runbook's 10 minutes, in the target's time
+    clock_scale: float         # target seconds per real second: 1, or more on a sped-up twin
+    last_change: datetime      # the service's last update: 503s before it are history, after it a failure
+    log: RequestLog
+
+    def target_seconds(self, since: datetime) -> float:
+        """Real time since ``since``, in the target's time."""
+        return max(0.0, (self.now - since).total_seconds() * self.clock_scale)

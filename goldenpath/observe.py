@@ -24,7 +24,7 @@ from goldenpath.gcp.session import GcpSession
 from goldenpath.gcp.sqladmin import CloudSql
 from goldenpath.gcp.vpcaccess import VpcAccess
 from goldenpath.observations import (
-    ApiCall, Burst, ConnectorLog, ConnectorState, GoldenPathResult, HttpCheck, MetricSeries, Phase2Observation,
+    ApiCall, Burst, CleanWindow, ConnectorLog, ConnectorState, GoldenPathResult, HttpCheck, MetricSeries, Phase2Observation,
     Phase3Observation, Phase4Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
 )
 from goldenpath.probes import http, journey, tls, websocket
@@ -73,6 +73,28 @@ class Observer:
         if self._definitions is None:
             self._definitions = definitions.load(self.target)
         return self._definitions
+
+    def clean_window(self) -> dict[str, CleanWindow]:
+        """The last clean_window_minutes of the request log of every service the gate probes (those
+        with a health URL: their traffic is known to exist). Never cached: the window moves."""
+        return asyncio.run(self._gather_windows())
+
+    async def _gather_windows(self) -> dict[str, CleanWindow]:
+        from goldenpath import twinctl
+
+        t = self.target
+        scale = await asyncio.to_thread(twinctl.clock_scale, t)
+        window = t.thresholds.clean_window_minutes * 60
+        now = datetime.now(timezone.utc)
+        since = now - timedelta(seconds=window / scale)
+        names = [s.name for s in t.services if s.health_url]
+        states, logs = await asyncio.gather(
+            asyncio.gather(*(asyncio.to_thread(self.run.get_service, n) for n in names)),
+            asyncio.gather(*(asyncio.to_thread(self.logging.request_log, n, since, t.thresholds.min_requests)
+                             for n in names)))
+        return {n: CleanWindow(service=n, now=now, window_seconds=window, clock_scale=scale,
+                               last_change=state.update_time, log=log)
+                for n, state, log in zip(names, states, logs)}
 
     def invalidate(self) -> None:
         """Forget what was seen: called after every mutation, so nothing is judged on stale data."""
@@ -159,7 +181,7 @@ class Observer:
         reads = [asyncio.to_thread(self.run.get_service, cfg.name),
                  asyncio.to_thread(self.run.list_revisions, cfg.name)]
         if cfg.health_url:
-            reads.append(self._burst(cfg.health_url))
+            reads.append(self.burst(cfg.health_url))
         svc, revisions, *rest = await asyncio.gather(*reads)
         burst = rest[0] if rest else None
         log = None
@@ -171,7 +193,7 @@ class Observer:
             log = await asyncio.to_thread(self.logging.request_log, cfg.name, since, t.thresholds.min_requests)
         return ServiceObservation(service=svc, revisions=revisions, burst=burst, request_log=log)
 
-    async def _burst(self, url: str) -> Burst:
+    async def burst(self, url: str) -> Burst:
         t = self.target
         t0 = time.perf_counter()
         result = await http.burst(url, t.thresholds.burst_size, resolve_map=t.resolve,

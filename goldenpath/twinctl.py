@@ -80,6 +80,13 @@ def status(target: Target) -> dict[str, Any]:
     return resp.json()
 
 
+def clock_scale(target: Target) -> float:
+    """How many seconds of the twin's time one real second is (1 for anything but a sped-up twin)."""
+    if target.twin is None:
+        return 1.0
+    return float(status(target).get("clock_scale", 1.0))
+
+
 def reset(target: Target, scenario: str | None = None) -> dict[str, Any]:
     assert target.twin is not None
     params = {"scenario": scenario} if scenario else {}

@@ -69,8 +69,9 @@ class Sandbox:
     def status(self) -> dict[str, Any]:
         return httpx.get(f"http://{self.control}/_twin/status", timeout=10).json()
 
-    def reset(self, scenario: str = "incident-1278") -> None:
-        resp = httpx.post(f"http://{self.control}/_twin/reset", params={"scenario": scenario}, timeout=10)
+    def reset(self, scenario: str = "incident-1278", clock_scale: float = 1) -> None:
+        resp = httpx.post(f"http://{self.control}/_twin/reset", params={"scenario": scenario,
+                                                                         "clock_scale": clock_scale}, timeout=10)
         assert resp.status_code == 200, resp.text
 
     def writes(self) -> int:

@@ -81,11 +81,13 @@ def test_from_the_incident_phase4_lists_what_is_missing_then_creates_it_once(inc
 def test_remediate_yes_takes_the_incident_to_all_green_in_one_command(incident: Sandbox) -> None:
     run = incident.gate("--remediate", "--yes")
     assert run.returncode == 0, run.output
-    assert "25 passed" in run.output
+    # every criterion of phases 1-4 passes; only the Success Confirmation's 10-minute 503 window is
+    # still open right after the fix (test_e2e_verdict)
+    assert "29 passed, 1 inconclusive" in run.output
     for phase, applied in ((1, 2), (2, 2), (3, 2), (4, 11)):
         assert f"phase {phase}: {applied} applied, 0 skipped, 0 rolled back" in run.output
     # and it stays green for a read-only run
-    check = incident.gate()
+    check = incident.gate("-m", "not confirmation")
     assert check.returncode == 0 and "25 passed" in check.output, check.output
 
 

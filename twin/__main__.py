@@ -101,16 +101,17 @@ def reset(args: argparse.Namespace) -> int:
     if info:
         from urllib.parse import quote
 
-        query = f"?scenario={quote(args.scenario)}" if args.scenario else ""
+        query = f"?clock_scale={args.clock_scale:g}" + (f"&scenario={quote(args.scenario)}" if args.scenario else "")
         out = _call(info, "POST", f"/_twin/reset{query}")
-        print(f"twin: reset to scenario {out['scenario']} (running twin at {info['control']})")
+        fast = f", clock ×{out['clock_scale']:g}" if out.get("clock_scale", 1) != 1 else ""
+        print(f"twin: reset to scenario {out['scenario']}{fast} (running twin at {info['control']})")
         return 0
     from twin.scenario import ScenarioError
     from twin.world import World
 
     world = World(args.home)
     try:
-        world.reset(args.scenario)
+        world.reset(args.scenario, clock_scale=args.clock_scale)
     except ScenarioError as exc:
         raise SystemExit(f"twin: {exc}") from None
     world.save()
@@ -136,7 +137,8 @@ def status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, indent=2))
         return 0
-    print(f"scenario {st['scenario']}: {st['description']}")
+    fast = f" (clock ×{st['clock_scale']:g})" if st.get("clock_scale", 1) != 1 else ""
+    print(f"scenario {st['scenario']}{fast}: {st['description']}")
     print(f"server   {'http://' + st['server']['control'] if st['server'] else 'not running'}  (home {args.home})")
     for svc in st["run"]["services"]:
         split = ", ".join(f"{t.get('revision', 'LATEST')} {t.get('percent', 0)} %" for t in svc.get("trafficStatuses", []))
@@ -190,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser("reset", help="put the world back to a scenario (default incident-1278)")
     p.add_argument("--scenario", help="a built-in scenario name or the path of a scenario file")
+    p.add_argument("--clock-scale", type=float, default=1.0,
+                   help="rehearse time windows faster: one real second counts as this many twin seconds "
+                        "(e.g. 60: the 10-minute 503 window passes in 10 s)")
     p.set_defaults(func=reset)
     p = sub.add_parser("status", help="show the world")
     p.add_argument("--json", action="store_true", help="the whole world, in the APIs' own JSON")

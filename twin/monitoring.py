@@ -659,7 +659,8 @@ def seed(world: World, channels: list[Any], metrics: list[Any], faults: list[Any
     world.state["dashboards"] = {}
     world.state["alert_policies"] = {}
     world.state["faults"] = {f.method: {"code": f.code, "status": f.status, "message": f.message,
-                                        "dry_runs": f.dry_runs} for f in faults}
+                                        "dry_runs": f.dry_runs, "after_calls": f.after_calls, "calls": 0}
+                           for f in faults}
 
 
 def status(world: World) -> dict[str, Any]:

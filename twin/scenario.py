@@ -167,6 +167,7 @@ class FaultSpec(_Strict):
     status: str                         # the canonical status, e.g. RESOURCE_EXHAUSTED
     message: str
     dry_runs: bool = False              # validateOnly calls fail too (default: they pass, the real write fails)
+    after_calls: int = Field(0, ge=0)   # the first N (non-dry-run) calls succeed, every later one fails
 
     @model_validator(mode="after")
     def _is_a_real_error_of_a_served_method(self) -> "FaultSpec":

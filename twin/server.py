@@ -390,11 +390,13 @@ def control_app(twin: Twin) -> Starlette:
     async def reset(request: Request) -> Response:
         async with twin.lock:
             try:
-                twin.world.reset(request.query_params.get("scenario"))
-            except ScenarioError as exc:
+                twin.world.reset(request.query_params.get("scenario"),
+                                 clock_scale=float(request.query_params.get("clock_scale", "1")))
+            except (ScenarioError, ValueError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             twin.world.save()
-            return JSONResponse({"scenario": twin.world.state["scenario"]})
+            return JSONResponse({"scenario": twin.world.state["scenario"],
+                                 "clock_scale": twin.world.state["clock_scale"]})
 
     routes += [
         Route("/_twin/health", health, methods=["GET"]),

@@ -81,7 +81,12 @@ class World:
 
     # ---- scenario ------------------------------------------------------------------------
 
-    def reset(self, scenario_ref: str | None, now: float | None = None) -> None:
+    def reset(self, scenario_ref: str | None, now: float | None = None, clock_scale: float = 1.0) -> None:
+        """Start the world from a scenario. ``clock_scale`` > 1 makes time windows pass faster for a
+        rehearsal: one real second counts as that many seconds of the twin's time (the gate reads the
+        scale from the twin and measures the 503 window in twin time; a real target is always 1)."""
+        if not 1 <= clock_scale <= 3600:
+            raise scenarios.ScenarioError(f"clock_scale must be between 1 and 3600, got {clock_scale:g}")
         sc = scenarios.load(scenario_ref)
         now = time.time() if now is None else now
         base = f"projects/{sc.project}/locations/{sc.region}"
@@ -90,6 +95,7 @@ class World:
             "scenario_ref": scenario_ref or scenarios.DEFAULT_SCENARIO,
             "description": sc.description,
             "reset_at": now,
+            "clock_scale": clock_scale,
             "project": sc.project,
             "region": sc.region,
             "timing": sc.timing.model_dump(),
@@ -318,7 +324,11 @@ class World:
         succeeds and the real write fails: the case its rollback exists for.
         """
         fault = self.state.get("faults", {}).get(method)
-        if fault and (not dry_run or fault.get("dry_runs")):
+        if not fault or (dry_run and not fault.get("dry_runs")):
+            return
+        fault["calls"] = fault.get("calls", 0) + 1
+        self.dirty = True
+        if fault["calls"] > fault.get("after_calls", 0):
             raise ApiError(fault["code"], fault["status"], fault["message"])
 
     # ---- Cloud Run Admin v2 --------------------------------------------------------------
@@ -610,6 +620,7 @@ class World:
             "scenario": st["scenario"],
             "description": st["description"],
             "reset_at": rfc3339(st["reset_at"]),
+            "clock_scale": st.get("clock_scale", 1.0),
             "project": st["project"],
             "region": st["region"],
             "run": {

@@ -1,0 +1,115 @@
+"""The run's final verdict: the Success Confirmation checklist, then PASS, FAIL, INCONCLUSIVE or ESCALATE.
+
+Written to the terminal and to ``verdict.json`` (schema in reports/README.md) so a pipeline can act on
+it. The rules, first match wins:
+
+* ESCALATE: a runbook escalation trigger fired (a rollback that did not restore, the service still
+  unavailable after Phase 1, a connector that cannot be restored, connections still above 90 %);
+* FAIL: a criterion failed (a phase's, or a Success Confirmation item);
+* INCONCLUSIVE: nothing failed, but something could not be shown: a check that could not be made
+  (API or network error), an inconclusive criterion, or a Success Confirmation item not checked in
+  this run (e.g. ``-m phase1``);
+* PASS: every criterion that ran passed and every Success Confirmation item passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from goldenpath.criteria.confirmation import ITEMS, all_of
+from goldenpath.verdict import Verdict
+
+SCHEMA = "goldenpath.verdict/1"
+MARK = {"pass": "✅", "fail": "❌", "inconclusive": "❔", "not checked": "➖"}
+
+
+@dataclass(frozen=True)
+class Item:
+    item: str       # stable key, e.g. zero_503_window
+    title: str      # the runbook's words
+    status: str     # pass | fail | inconclusive | not checked
+    value: str      # what was measured, short
+    reason: str     # the verdict's sentence(s)
+
+    def line(self) -> str:
+        value = f" — {self.value}" if self.value else ""
+        return f"{MARK[self.status]} {self.title}{value}"
+
+
+@dataclass(frozen=True)
+class TestResult:
+    test: str       # the pytest node id
+    outcome: str    # passed | failed | inconclusive | error | skipped
+    message: str
+
+
+@dataclass
+class Final:
+    verdict: str
+    reason: str
+    checklist: list[Item]
+    tests: list[TestResult]
+    escalations: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)  # target, run, start/end, mutations
+
+    def lines(self) -> list[str]:
+        return [i.line() for i in self.checklist] + [f"VERDICT: {self.verdict} — {self.reason}"]
+
+    def to_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for t in self.tests:
+            counts[t.outcome] = counts.get(t.outcome, 0) + 1
+        return {"schema": SCHEMA, "verdict": self.verdict, "reason": self.reason, **self.extra,
+                "checklist": [asdict(i) for i in self.checklist], "counts": counts,
+                "criteria": [asdict(t) for t in self.tests], "escalations": self.escalations}
+
+
+def checklist(confirmed: dict[str, list[Verdict]]) -> list[Item]:
+    """One line per Success Confirmation item; an item with several verdicts (per service or
+    endpoint) is as good as its worst."""
+    out = []
+    for key, title in ITEMS.items():
+        verdicts = confirmed.get(key, [])
+        if not verdicts:
+            out.append(Item(key, title, "not checked", "", "not part of this run (select -m confirmation)"))
+            continue
+        v = verdicts[0] if len(verdicts) == 1 else all_of(key, title, verdicts)
+        value = v.evidence.get("value", "") if len(verdicts) == 1 else \
+            "; ".join(x.evidence.get("value", x.status.value) for x in verdicts)
+        out.append(Item(key, title, v.status.value, str(value), v.reason))
+    return out
+
+
+def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequence[str]) -> tuple[str, str]:
+    if escalations:
+        return "ESCALATE", escalations[0]
+    failed = [t for t in tests if t.outcome == "failed"]
+    if failed:
+        names = ", ".join(t.test.split("::")[-1] for t in failed[:3]) + (" …" if len(failed) > 3 else "")
+        return "FAIL", f"{len(failed)} criteria failed ({names}): {failed[0].message.splitlines()[0][:300]}"
+    errors = [t for t in tests if t.outcome == "error"]
+    if errors:
+        return "INCONCLUSIVE", (f"{len(errors)} check(s) could not be made (the check broke, not the "
+                                f"infrastructure): {errors[0].message.splitlines()[0][:300]}")
+    unsure = [i for i in items if i.status == "inconclusive"]
+    if unsure:
+        return "INCONCLUSIVE", f"{unsure[0].title}: {unsure[0].reason}"
+    inconclusive = [t for t in tests if t.outcome == "inconclusive"]
+    if inconclusive:
+        return "INCONCLUSIVE", inconclusive[0].message.splitlines()[0][:300]
+    unchecked = [i.title for i in items if i.status == "not checked"]
+    if unchecked:
+        return "INCONCLUSIVE", (f"every criterion that ran passed, but the Success Confirmation was not fully "
+                                f"checked ({', '.join(unchecked)}): run the whole gate, or add -m confirmation")
+    if not tests:
+        return "INCONCLUSIVE", "no criterion ran"
+    return "PASS", f"all {len(tests)} criteria pass and the Success Confirmation holds"
+
+
+def build(confirmed: dict[str, list[Verdict]], tests: Sequence[TestResult], escalations: Sequence[str],
+          extra: dict[str, Any]) -> Final:
+    items = checklist(confirmed)
+    verdict, reason = decide(items, tests, escalations)
+    return Final(verdict, reason, items, list(tests), list(escalations), extra)
+
