@@ -77,8 +77,12 @@ def checklist(confirmed: dict[str, list[Verdict]]) -> list[Item]:
         v = verdicts[0] if len(verdicts) == 1 else all_of(key, title, verdicts)
         value = v.evidence.get("value", "") if len(verdicts) == 1 else \
             "; ".join(x.evidence.get("value", x.status.value) for x in verdicts)
-        out.append(Item(key, title, v.status.value, str(value), v.reason))
+        out.append(Item(key, title, v.status.value, str(value), v.reason.removeprefix(f"{title}: ")))
     return out
+
+
+def _first(text: str) -> str:
+    return (text.splitlines() or [""])[0][:300]
 
 
 def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequence[str]) -> tuple[str, str]:
@@ -87,17 +91,21 @@ def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequ
     failed = [t for t in tests if t.outcome == "failed"]
     if failed:
         names = ", ".join(t.test.split("::")[-1] for t in failed[:3]) + (" …" if len(failed) > 3 else "")
-        return "FAIL", f"{len(failed)} criteria failed ({names}): {failed[0].message.splitlines()[0][:300]}"
+        noun = "criterion" if len(failed) == 1 else "criteria"
+        return "FAIL", f"{len(failed)} {noun} failed ({names}): {_first(failed[0].message)}"
+    failed_items = [i for i in items if i.status == "fail"]
+    if failed_items:
+        return "FAIL", f"{failed_items[0].title}: {_first(failed_items[0].reason)}"
     errors = [t for t in tests if t.outcome == "error"]
     if errors:
         return "INCONCLUSIVE", (f"{len(errors)} check(s) could not be made (the check broke, not the "
-                                f"infrastructure): {errors[0].message.splitlines()[0][:300]}")
+                                f"infrastructure): {_first(errors[0].message)}")
     unsure = [i for i in items if i.status == "inconclusive"]
     if unsure:
         return "INCONCLUSIVE", f"{unsure[0].title}: {unsure[0].reason}"
     inconclusive = [t for t in tests if t.outcome == "inconclusive"]
     if inconclusive:
-        return "INCONCLUSIVE", inconclusive[0].message.splitlines()[0][:300]
+        return "INCONCLUSIVE", _first(inconclusive[0].message)
     unchecked = [i.title for i in items if i.status == "not checked"]
     if unchecked:
         return "INCONCLUSIVE", (f"every criterion that ran passed, but the Success Confirmation was not fully "

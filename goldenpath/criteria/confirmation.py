@@ -83,4 +83,4 @@ def all_of(item: str, subject: str, verdicts: Sequence[Verdict]) -> Verdict:
     status = Status.FAIL if failed else Status.INCONCLUSIVE if unsure else Status.PASS
     reason = "; ".join(v.reason for v in worst) if worst else f"all {len(verdicts)} pass"
     return Verdict(item, subject, status, f"{subject}: {reason}",
-                   {"parts": [v.line() for v in verdicts], "value": f"{len(verdicts) - len(worst)}/{len(verdicts)}"})
+                   {"parts": [v.line() for v in verdicts], "value": f"{sum(v.passed for v in verdicts)}/{len(verdicts)}"})
