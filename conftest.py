@@ -1,2 +1,2 @@
 # Loads the goldenpath plugin; nothing else belongs here.
-pytest_plugins = ["fixtures.plugin"]
+pytest_plugins = ["fixtures.plugin", "fixtures.allure_files"]

@@ -9,6 +9,8 @@ TITLES = {
     4: "Phase 4: Monitoring Setup",
 }
 EPIC = "Issue #1278"
+CONFIRMATION = "confirmation"  # the runbook's Success Confirmation: its own marker, judged last
+CONFIRMATION_TITLE = "Success Confirmation"
 
 
 def marker(phase: int) -> str:

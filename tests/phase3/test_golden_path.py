@@ -3,6 +3,7 @@
 import allure
 import pytest
 
+from fixtures import charts
 from fixtures.judge import judge
 from goldenpath.criteria import phase3 as c
 from goldenpath.errors import ConfigError
@@ -15,4 +16,6 @@ pytestmark = pytest.mark.phase3
 def test_golden_path_end_to_end(phase3):
     if phase3.golden_path is None:
         raise ConfigError(f"The Golden Path could not be walked: {phase3.golden_path_problem}.")
+    allure.attach(charts.golden_path_legs(phase3.golden_path), name="the Golden Path, leg by leg",
+                  attachment_type=allure.attachment_type.SVG)
     judge(c.golden_path(phase3.golden_path))
