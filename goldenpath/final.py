@@ -106,12 +106,12 @@ def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequ
     inconclusive = [t for t in tests if t.outcome == "inconclusive"]
     if inconclusive:
         return "INCONCLUSIVE", _first(inconclusive[0].message)
+    if not tests:
+        return "INCONCLUSIVE", "no criterion ran"
     unchecked = [i.title for i in items if i.status == "not checked"]
     if unchecked:
         return "INCONCLUSIVE", (f"every criterion that ran passed, but the Success Confirmation was not fully "
                                 f"checked ({', '.join(unchecked)}): run the whole gate, or add -m confirmation")
-    if not tests:
-        return "INCONCLUSIVE", "no criterion ran"
     return "PASS", f"all {len(tests)} criteria pass and the Success Confirmation holds"
 
 
