@@ -36,7 +36,7 @@ from google.cloud.sqladmin_v1.services.sql_instances_service.transports import S
 from google.cloud.sqladmin_v1.services.sql_operations_service.transports import SqlOperationsServiceGrpcTransport
 
 from selftest.test_twin_contract import discovery_doc, discovery_methods
-from selftest.twinproc import running_twin
+from selftest.twinproc import grpc_channel, running_twin
 from twin import scenario as scenarios
 from twin.grpcserver import RPCS, Rpc
 
@@ -198,18 +198,9 @@ def flags(instance: sqladmin_v1.DatabaseInstance) -> dict[str, str]:
 def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     """A real twin subprocess on free loopback ports, in a temporary home."""
     home = tmp_path_factory.mktemp("twin-grpc-contract")
-    with running_twin(home, SCENARIO) as proc:
-        channel = grpc.insecure_channel(f"127.0.0.1:{proc.grpc_port}")
-        try:
-            # The gRPC server starts alongside the control plane, not necessarily before it answers.
-            try:
-                grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
-            except grpc.FutureTimeoutError:
-                pytest.fail(f"the twin's gRPC port {proc.grpc_port} did not become ready:\n{proc.log.read_text()}")
-            with httpx.Client(base_url=f"http://127.0.0.1:{proc.control_port}", timeout=TIMEOUT) as control:
-                yield Twin(control, channel)
-        finally:
-            channel.close()
+    with running_twin(home, SCENARIO) as proc, grpc_channel(proc, TIMEOUT) as channel, \
+            httpx.Client(base_url=f"http://127.0.0.1:{proc.control_port}", timeout=TIMEOUT) as control:
+        yield Twin(control, channel)
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from google.cloud.monitoring_v3.services.notification_channel_service.transports
 )
 
 from selftest.test_twin_contract import google_error, ok
-from selftest.twinproc import TwinProcess, running_twin
+from selftest.twinproc import TwinProcess, grpc_channel, running_twin
 from twin import scenario as scenarios
 from twin.grpcserver import RPCS
 from twin.server import ROUTES
@@ -174,17 +174,9 @@ class Twin:
 def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     home = tmp_path_factory.mktemp("twin-monitoring")
     scenario_dir = tmp_path_factory.mktemp("monitoring-scenarios")
-    with running_twin(home, "healthy") as proc:
-        channel = grpc.insecure_channel(f"127.0.0.1:{proc.grpc_port}")
-        try:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
-            except grpc.FutureTimeoutError:
-                pytest.fail(f"the twin's gRPC port {proc.grpc_port} did not become ready:\n{proc.log.read_text()}")
-            with httpx.Client(base_url=f"http://127.0.0.1:{proc.control_port}", timeout=TIMEOUT) as control:
-                yield Twin(proc, control, channel, scenario_dir)
-        finally:
-            channel.close()
+    with running_twin(home, "healthy") as proc, grpc_channel(proc, TIMEOUT) as channel, \
+            httpx.Client(base_url=f"http://127.0.0.1:{proc.control_port}", timeout=TIMEOUT) as control:
+        yield Twin(proc, control, channel, scenario_dir)
 
 
 @pytest.fixture

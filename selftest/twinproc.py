@@ -9,12 +9,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import httpx
 import pytest
 
 from goldenpath.twinctl import free_ports
+
+if TYPE_CHECKING:
+    import grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +29,23 @@ class TwinProcess:
     data_port: int
     grpc_port: int
     log: Path
+
+
+@contextmanager
+def grpc_channel(proc: TwinProcess, timeout: float) -> Iterator["grpc.Channel"]:
+    """A plaintext channel to the twin's gRPC face, once it answers (it starts alongside the control
+    plane, not necessarily before it); closed when the block ends."""
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{proc.grpc_port}")
+    try:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            pytest.fail(f"the twin's gRPC port {proc.grpc_port} did not become ready:\n{proc.log.read_text()}")
+        yield channel
+    finally:
+        channel.close()
 
 
 @contextmanager

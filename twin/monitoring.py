@@ -363,24 +363,36 @@ def delete_dashboard(world: World, project: str, dashboard_id: str) -> dict[str,
 # ---- Monitoring v3: notification channels (read-only: the scenario's) --------------------------------
 
 
-def list_channels(world: World, name: str, filter_: str, order_by: str, page_size: int, page_token: str
-                  ) -> dict[str, Any]:
-    _parent(world, name, "notification channels")
+def _v3_list(world: World, name: str, store: str, items_key: str, what: str, filter_: str, order_by: str,
+             page_size: int, page_token: str) -> dict[str, Any]:
+    """A Monitoring v3 list of the project's ``store`` (every item, in creation order, paged)."""
+    _parent(world, name, what)
     _refuse_query(filter_, order_by)
-    items = [rec["resource"] for rec in _records(world, "notification_channels").values()]
+    items = [rec["resource"] for rec in _records(world, store).values()]
     page, nxt = _page(items, page_size, page_token or None, 1000)
-    out: dict[str, Any] = {"notificationChannels": page, "totalSize": len(items)}
+    out: dict[str, Any] = {items_key: page, "totalSize": len(items)}
     if nxt:
         out["nextPageToken"] = nxt
     return out
 
 
-def get_channel(world: World, name: str) -> dict[str, Any]:
-    channel_id = _child(world, name, "notificationChannels", "notification channels")
-    rec = _records(world, "notification_channels").get(channel_id)
+def _v3_record(world: World, name: str, collection: str, store: str, what: str, label: str) -> dict[str, Any]:
+    """The record a Monitoring v3 resource name points at, or the API's NOT_FOUND."""
+    rec = _records(world, store).get(_child(world, name, collection, what))
     if rec is None:
-        raise ApiError(404, "NOT_FOUND", f"Notification channel {name} does not exist.")
-    return dict(rec["resource"])
+        raise ApiError(404, "NOT_FOUND", f"{label} {name} does not exist.")
+    return rec
+
+
+def list_channels(world: World, name: str, filter_: str, order_by: str, page_size: int, page_token: str
+                  ) -> dict[str, Any]:
+    return _v3_list(world, name, "notification_channels", "notificationChannels", "notification channels",
+                    filter_, order_by, page_size, page_token)
+
+
+def get_channel(world: World, name: str) -> dict[str, Any]:
+    return dict(_v3_record(world, name, "notificationChannels", "notification_channels", "notification channels",
+                           "Notification channel")["resource"])
 
 
 def _refuse_query(filter_: str, order_by: str) -> None:
@@ -410,23 +422,13 @@ MAX_ALIGNMENT_SECONDS = 90_000  # "90,000 seconds (25 hours) for alerting polici
 
 
 def _policy_record(world: World, name: str) -> dict[str, Any]:
-    policy_id = _child(world, name, "alertPolicies", "alert policies")
-    rec = _records(world, "alert_policies").get(policy_id)
-    if rec is None:
-        raise ApiError(404, "NOT_FOUND", f"Alert policy {name} does not exist.")
-    return rec
+    return _v3_record(world, name, "alertPolicies", "alert_policies", "alert policies", "Alert policy")
 
 
 def list_alert_policies(world: World, name: str, filter_: str, order_by: str, page_size: int, page_token: str
                         ) -> dict[str, Any]:
-    _parent(world, name, "alert policies")
-    _refuse_query(filter_, order_by)
-    items = [rec["resource"] for rec in _records(world, "alert_policies").values()]
-    page, nxt = _page(items, page_size, page_token or None, 1000)
-    out: dict[str, Any] = {"alertPolicies": page, "totalSize": len(items)}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return _v3_list(world, name, "alert_policies", "alertPolicies", "alert policies",
+                    filter_, order_by, page_size, page_token)
 
 
 def get_alert_policy(world: World, name: str) -> dict[str, Any]:

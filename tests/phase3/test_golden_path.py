@@ -13,9 +13,10 @@ pytestmark = pytest.mark.phase3
 
 @allure.story(c.TITLES[c.GOLDEN_PATH])
 @allure.severity(allure.severity_level.BLOCKER)
-def test_golden_path_end_to_end(phase3):
+def test_golden_path_end_to_end(phase3, gate):
     if phase3.golden_path is None:
         raise ConfigError(f"The Golden Path could not be walked: {phase3.golden_path_problem}.")
-    allure.attach(charts.golden_path_legs(phase3.golden_path), name="the Golden Path, leg by leg",
+    deadline = gate.target.golden_path.deadline_seconds if gate.target.golden_path else None
+    allure.attach(charts.golden_path_legs(phase3.golden_path, deadline), name="the Golden Path, leg by leg",
                   attachment_type=allure.attachment_type.SVG)
     judge(c.golden_path(phase3.golden_path))
