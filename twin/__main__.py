@@ -58,7 +58,8 @@ def serve(args: argparse.Namespace) -> int:
 
     from twin import certs
     from twin.grpcserver import serve_grpc
-    from twin.server import Twin, control_app, data_app
+    from twin.server import control_app, data_app
+    from twin.world import Twin
 
     home: Path = args.home
     if _running(home):

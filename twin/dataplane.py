@@ -19,7 +19,7 @@ rollout that changes the environment changes the answers, exactly as on staging:
 A WebSocket upgrade is not subject to the contention's random 503s (plain requests are): what breaks
 a session is named precisely (broken revision, token, database path), so a probe reports one cause.
 
-World logic runs under the twin's lock (the functions taking a :class:`World`); :func:`websocket` is
+World logic runs under the twin's lock (the functions taking a :class:`Store`); :func:`websocket` is
 the ASGI side and never holds the lock while it waits or sleeps.
 """
 
@@ -32,16 +32,14 @@ import json
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
-from twin.world import DataAnswer, World, rfc3339
+from twin import logging, run, sqladmin, vpcaccess
+from twin.store import DataAnswer, Store
 
 TOKEN_SECONDS = 3600
-RUN_LOG = "run.googleapis.com%2Fstderr"
-RUN_LOG_CAP = 5_000
-STARTED = "Container started; listening on port 8080"
 # RFC 6455: a close frame's reason must fit in 123 bytes of UTF-8.
 CLOSE_REASON_BYTES = 123
 CLOSE_INTERNAL_ERROR = 1011
@@ -60,33 +58,97 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # ---- the serving revision ------------------------------------------------------------------------
 
 
-def kind(world: World, service: str) -> str:
+def kind(world: Store, service: str) -> str:
     return world.state["services"][service].get("kind", "backend")
 
 
-def revision_env(world: World, revision: str) -> dict[str, str]:
-    """The plain environment of a revision's first container (values from secrets are not plain)."""
-    rec = world.state["revisions"].get(revision)
-    containers = rec["resource"].get("containers", []) if rec else []
-    env = containers[0].get("env", []) if containers else []
-    return {e["name"]: e.get("value", "") for e in env if "name" in e}
+def demo_mode(world: Store, revision: str) -> bool:
+    return run.revision_env(world, revision).get("DEMO_MODE") == "1"
 
 
-def demo_mode(world: World, revision: str) -> bool:
-    return revision_env(world, revision).get("DEMO_MODE") == "1"
-
-
-def _golden_path(world: World) -> dict[str, Any]:
+def _golden_path(world: Store) -> dict[str, Any]:
     return {**DEFAULT_GOLDEN_PATH, **world.state.get("golden_path", {})}
+
+
+# ---- the platform: routing a request to a revision ------------------------------------------------
+
+
+def service_for_host(world: Store, host: str) -> str | None:
+    for name, svc in world.state["services"].items():
+        if host in svc["hosts"]:
+            return name
+    return None
+
+
+def serve(world: Store, host: str, path: str, at: float | None = None, method: str = "GET",
+          body: bytes = b"") -> DataAnswer:
+    """Answer one data-plane request and write it to the request log, as Cloud Run would."""
+    now = time.time() if at is None else at
+    name = service_for_host(world, host)
+    if name is None:
+        return DataAnswer(404, {"error": f"no service is mapped to host {host}"}, 0.0)
+    svc = world.state["services"][name]["resource"]
+    revision, n, contended = run.pick_revision(world, name)
+    contention = world.state["contention"]
+    route = path.rstrip("/")
+    lo, hi = contention["latency_seconds"]
+    slow = lo + (hi - lo) * ((n * 29) % 100) / 100
+    if world.state["revisions"].get(revision, {}).get("broken"):
+        answer = DataAnswer(503, {"status": "unhealthy", "revision": revision, "error": "startup dependency failed"}, 0.05)
+    elif contended and (n * 53) % 100 < contention["error_rate"] * 100:
+        answer = DataAnswer(503, {"error": "Service Unavailable", "revision": revision}, slow)
+    elif (app := app_answer(world, name, revision, method, route, body, n, now)) is not None:
+        # The service's own routes (login, …) behind the same platform: contention slows them too.
+        answer = replace(app, latency=slow) if contended else app
+    elif route in ("/health/db", "/health/redis"):
+        # Contention slows these down too, but their answer is their dependencies'.
+        cause = dependency_failure(world, name, route, now)
+        latency = slow if contended else 0.03 + (n % 5) * 0.005
+        answer = (DataAnswer(503, {"status": "unhealthy", "revision": revision, "cause": cause}, latency) if cause
+                  else DataAnswer(200, {"status": "healthy", "revision": revision}, latency))
+    elif contended:
+        answer = DataAnswer(200, {"status": "healthy", "revision": revision}, slow)
+    elif route in ("/health", ""):
+        answer = DataAnswer(200, {"status": "healthy", "revision": revision}, 0.02 + (n % 5) * 0.005)
+    else:
+        answer = DataAnswer(404, {"error": "not found"}, 0.01)
+    logging.log_request(world, svc, revision, host, path, answer, now, method)
+    return answer
+
+
+def dependency_failure(world: Store, service: str, path: str, now: float) -> str | None:
+    """Why ``/health/db`` or ``/health/redis`` of ``service`` fails now, or None when it passes.
+
+    Both go through the service's VPC connector (its template's vpcAccess); the database also
+    needs its Cloud SQL instance to accept connections.
+    """
+    template = world.state["services"][service]["resource"].get("template", {})
+    ref = (template.get("vpcAccess") or {}).get("connector")
+    if ref:
+        name = ref.rsplit("/", 1)[-1]
+        rec = world.state["connectors"].get(name)
+        if rec is None:
+            return f"vpc connector {name} does not exist"
+        cause = vpcaccess.trouble(rec)
+        if cause:
+            return cause
+    elif path == "/health/redis":
+        # Memorystore has only a private address: without a connector there is no route to it.
+        return "no vpc connector: the private network (redis) is unreachable"
+    if path == "/health/db":
+        for instance in world.state.get("sql_instances", {}):
+            if not sqladmin.is_available(world, instance, now):
+                return f"cloud sql instance {instance} is not available"
+    return None
 
 
 # ---- HTTP routes of the applications ---------------------------------------------------------------
 
 
-def answer(world: World, service: str, revision: str, method: str, route: str, body: bytes, n: int,
+def app_answer(world: Store, service: str, revision: str, method: str, route: str, body: bytes, n: int,
            now: float) -> DataAnswer | None:
     """The application's answer to an HTTP request, or None when the route is not one of its own
-    (the health routes stay with :meth:`World.serve`)."""
+    (the platform's answers and the health routes are :func:`serve`'s)."""
     k = kind(world, service)
     if k == "auth" and route == "/auth/login":
         return login(world, revision, method, body, n, now)
@@ -95,7 +157,7 @@ def answer(world: World, service: str, revision: str, method: str, route: str, b
     return None
 
 
-def login(world: World, revision: str, method: str, body: bytes, n: int, now: float) -> DataAnswer:
+def login(world: Store, revision: str, method: str, body: bytes, n: int, now: float) -> DataAnswer:
     latency = 0.03 + (n % 5) * 0.005
     if method != "POST":
         return DataAnswer(405, {"error": "method not allowed: POST a JSON body with email and password"}, 0.01)
@@ -129,7 +191,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def token_user(world: World, token: str, now: float) -> str | None:
+def token_user(world: Store, token: str, now: float) -> str | None:
     """The user a token was issued to, or None when the auth service never issued it or it expired."""
     rec = world.state.get("tokens", {}).get(_digest(token))
     if rec is None or rec["expires_at"] <= now:
@@ -181,21 +243,19 @@ def _reason(text: str) -> str:
     return raw.decode(errors="ignore")
 
 
-def database_failure(world: World, service: str, now: float) -> str | None:
+def database_failure(world: Store, service: str, now: float) -> str | None:
     """Why the backend cannot reach its database now: the rule of ``/health/db`` (connector not
     READY or overloaded, Cloud SQL not available), so the WebSocket and the health check agree."""
-    from twin import network  # twin.network imports twin.world; imported when first needed
-
-    return network.dependency_failure(world, service, "/health/db", now)
+    return dependency_failure(world, service, "/health/db", now)
 
 
-def open_session(world: World, host: str, path: str, headers: dict[str, str], query: str, now: float) -> Upgrade:
+def open_session(world: Store, host: str, path: str, headers: dict[str, str], query: str, now: float) -> Upgrade:
     """Decide an upgrade request and write it to the request log (101 accepted, 4xx/5xx refused)."""
-    name = world.service_for_host(host)
+    name = service_for_host(world, host)
     if name is None:
         return Upgrade(404, {"error": f"no service is mapped to host {host}"})
     svc = world.state["services"][name]["resource"]
-    revision, n, _ = world.pick_revision(name)
+    revision, n, _ = run.pick_revision(world, name)
     token = _token(headers, query)
     user = token_user(world, token, now) if token else None
     if kind(world, name) != "backend" or path.rstrip("/") != "/ws":
@@ -215,11 +275,11 @@ def open_session(world: World, host: str, path: str, headers: dict[str, str], qu
         else:
             up = Upgrade(101, session=session)
     # Cloud Run logs a WebSocket as one GET request; the path only, so a ?token= never reaches the log.
-    world.log_request(svc, revision, host, path, DataAnswer(up.status, up.body, 0.01 + (n % 5) * 0.002), now)
+    logging.log_request(world, svc, revision, host, path, DataAnswer(up.status, up.body, 0.01 + (n % 5) * 0.002), now)
     return up
 
 
-def on_message(world: World, session: Session, text: str, now: float) -> Turn:
+def on_message(world: Store, session: Session, text: str, now: float) -> Turn:
     """The backend's answer to one text frame of an accepted session."""
     try:
         msg = json.loads(text)
@@ -279,13 +339,15 @@ def host_of(scope: dict[str, Any]) -> str:
     return ""
 
 
-async def websocket(lock: asyncio.Lock, world: World, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    """One WebSocket connection, from the upgrade request to the close."""
+async def websocket(lock: asyncio.Lock, world: Store, tick: Callable[[], None], scope: dict[str, Any],
+                    receive: Receive, send: Send) -> None:
+    """One WebSocket connection, from the upgrade request to the close. ``tick`` lets the world's time
+    pass (twin.world.World.advance) before each look at it."""
     if (await receive())["type"] != "websocket.connect":
         return
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     async with lock:
-        world.advance()
+        tick()
         up = open_session(world, host_of(scope), scope["path"], headers,
                           scope.get("query_string", b"").decode("latin-1"), time.time())
     if up.status != 101 or up.session is None:
@@ -301,13 +363,14 @@ async def websocket(lock: asyncio.Lock, world: World, scope: dict[str, Any], rec
             while (await receive())["type"] != "websocket.disconnect":
                 pass
             return
-        await _converse(lock, world, up.session, receive, send)
+        await _converse(lock, world, tick, up.session, receive, send)
     except OSError:
         # uvicorn's ClientDisconnected: the client went away mid-answer, which ends the session.
         return
 
 
-async def _converse(lock: asyncio.Lock, world: World, session: Session, receive: Receive, send: Send) -> None:
+async def _converse(lock: asyncio.Lock, world: Store, tick: Callable[[], None], session: Session, receive: Receive,
+                    send: Send) -> None:
     while True:
         msg = await receive()
         if msg["type"] == "websocket.disconnect":
@@ -318,7 +381,7 @@ async def _converse(lock: asyncio.Lock, world: World, session: Session, receive:
         if text is None:
             text = (msg.get("bytes") or b"").decode("utf-8", errors="replace")
         async with lock:
-            world.advance()
+            tick()
             turn = on_message(world, session, text, time.time())
         # Streamed without the lock: a slow agent must not stall the rest of the twin.
         for i, event in enumerate(turn.events):
@@ -340,65 +403,3 @@ async def _refuse(scope: dict[str, Any], send: Send, up: Upgrade) -> None:
     else:
         # A server without the denial extension turns a close before accept into HTTP 403.
         await send({"type": "websocket.close", "code": 1008})
-
-
-# ---- startup logs ------------------------------------------------------------------------------------
-
-
-def log_startup(world: World, service: str, revision: str, created: float, now: float, *, broken: bool,
-                errors: list[str], explain_broken: bool) -> None:
-    """Write what ``revision`` logged when it started, between its creation and its start.
-
-    ``errors`` are logged as they are (a scenario's ``startup_errors``); a broken revision created by a
-    rollout (``explain_broken``) also logs why it did not start. A revision that started logs
-    "Container started" last. Entries are never stamped after ``now``.
-    """
-    startup = float(world.state.get("rollout", {}).get("startup_seconds", 1.0))
-    started = min(created + startup, now)
-    lines = [("ERROR", text) for text in errors]
-    if broken and explain_broken:
-        lines += [("ERROR", text) for text in _failed_start(world, service, revision)]
-    if not broken:
-        lines.append(("INFO", STARTED))
-    if not lines:
-        return
-    step = (started - created) / len(lines)
-    entries = [_run_entry(world, service, revision, severity, text, created + step * (i + 1), i)
-               for i, (severity, text) in enumerate(lines)]
-    log = world.state.setdefault("run_log", [])
-    log.extend(entries)
-    log.sort(key=lambda e: e["timestamp"])  # stable: entries of one instant keep their order
-    if len(log) > RUN_LOG_CAP:
-        del log[: len(log) - RUN_LOG_CAP]
-    world.dirty = True
-
-
-def _failed_start(world: World, service: str, revision: str) -> list[str]:
-    env = revision_env(world, revision)
-    # Only the settings the runbook names: other variables may hold what a log must not.
-    settings = ", ".join(f"{k}={env.get(k, 'unset')}" for k in ("DEMO_MODE", "DATABASE_TIMEOUT", "VPC_CONNECTOR_TIMEOUT"))
-    return [
-        f"Startup probe failed: application startup aborted ({settings}): database connection refused",
-        f'Default STARTUP TCP probe failed 1 time consecutively for container "{service}-1" on port 8080. '
-        "The instance was not started.",
-        "Container called exit(1).",
-    ]
-
-
-def _run_entry(world: World, service: str, revision: str, severity: str, text: str, at: float,
-               i: int) -> dict[str, Any]:
-    project, region = world.state["project"], world.state["region"]
-    return {
-        "logName": f"projects/{project}/logs/{RUN_LOG}",
-        "resource": {
-            "type": "cloud_run_revision",
-            "labels": {"project_id": project, "location": region, "service_name": service,
-                       "revision_name": revision, "configuration_name": service},
-        },
-        "timestamp": rfc3339(at),
-        "receiveTimestamp": rfc3339(at + 0.2),
-        "severity": severity,
-        "insertId": hashlib.sha1(f"{revision}/{at:.6f}/{i}".encode()).hexdigest()[:16],
-        "labels": {"instanceId": hashlib.sha1(f"{revision}/instance".encode()).hexdigest()[:32]},
-        "textPayload": text,
-    }

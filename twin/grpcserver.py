@@ -7,8 +7,8 @@ checks every path and type against the client libraries' transports.
 
 Requests are decoded with the client library's message types, and every answer is parsed into
 the response type with unknown fields refused: a field the real API does not have fails in the
-twin (as INTERNAL), not in a user's incident. The world logic itself lives in :mod:`twin.sql` (Cloud
-SQL and its metric) and :mod:`twin.monitoring` (alert policies, notification channels).
+twin (as INTERNAL), not in a user's incident. The world logic itself lives in :mod:`twin.sqladmin` (Cloud
+SQL) and :mod:`twin.monitoring` (alert policies, notification channels).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from google.cloud import monitoring_v3, sqladmin_v1
 from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import Message
 
-from twin import monitoring, sql
-from twin.world import ApiError, World
+from twin import monitoring, sqladmin
+from twin.store import ApiError, Store
 
 # An RPC handler: the world, the decoded request (a protobuf message), and the time of the call;
 # returns the response as REST JSON.
-Handler = Callable[[World, Any, float], dict[str, Any]]
+Handler = Callable[[Store, Any, float], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -58,25 +58,25 @@ def _as_json(msg: Message) -> dict[str, Any]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=False)
 
 
-def sql_instances_get(w: World, req: Any, now: float) -> dict[str, Any]:
-    return sql.get_instance(w, req.project, req.instance, now)
+def sql_instances_get(w: Store, req: Any, now: float) -> dict[str, Any]:
+    return sqladmin.get_instance(w, req.project, req.instance, now)
 
 
-def sql_instances_patch(w: World, req: Any, now: float) -> dict[str, Any]:
+def sql_instances_patch(w: Store, req: Any, now: float) -> dict[str, Any]:
     # Over gRPC an empty repeated field is indistinguishable from an absent one, so a body with no
-    # flags leaves the flags alone; a body with any flags replaces the whole list (sql.patch_instance).
-    return sql.patch_instance(w, req.project, req.instance, _as_json(req.body), now)
+    # flags leaves the flags alone; a body with any flags replaces the whole list (sqladmin.patch_instance).
+    return sqladmin.patch_instance(w, req.project, req.instance, _as_json(req.body), now)
 
 
-def sql_operations_get(w: World, req: Any, now: float) -> dict[str, Any]:
-    return sql.get_operation(w, req.project, req.operation, now)
+def sql_operations_get(w: Store, req: Any, now: float) -> dict[str, Any]:
+    return sqladmin.get_operation(w, req.project, req.operation, now)
 
 
 def _seconds(ts: Any) -> float:
     return ts.seconds + ts.nanos / 1e9
 
 
-def monitoring_list_time_series(w: World, req: Any, now: float) -> dict[str, Any]:
+def monitoring_list_time_series(w: Store, req: Any, now: float) -> dict[str, Any]:
     project = req.name.removeprefix("projects/")
     if not req.name.startswith("projects/") or not project or "/" in project:
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid resource name {req.name!r}; expected projects/PROJECT_ID.")
@@ -95,39 +95,39 @@ def monitoring_list_time_series(w: World, req: Any, now: float) -> dict[str, Any
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid page token {req.page_token!r}.")
     end = _seconds(req.interval.end_time)
     start = _seconds(req.interval.start_time) if req.interval.HasField("start_time") else end
-    series = sql.time_series(w, req.filter, start, end, now=now)
+    series = monitoring.time_series(w, req.filter, start, end, now=now)
     if req.view == monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.HEADERS:
         series = [{k: v for k, v in s.items() if k != "points"} for s in series]
     # The whole answer fits one page (a page size is a maximum, and six hours of minutes is small).
     return {"timeSeries": series}
 
 
-def alert_policies_list(w: World, req: Any, now: float) -> dict[str, Any]:
+def alert_policies_list(w: Store, req: Any, now: float) -> dict[str, Any]:
     return monitoring.list_alert_policies(w, req.name, req.filter, req.order_by, req.page_size, req.page_token)
 
 
-def alert_policies_get(w: World, req: Any, now: float) -> dict[str, Any]:
+def alert_policies_get(w: Store, req: Any, now: float) -> dict[str, Any]:
     return monitoring.get_alert_policy(w, req.name)
 
 
-def alert_policies_create(w: World, req: Any, now: float) -> dict[str, Any]:
+def alert_policies_create(w: Store, req: Any, now: float) -> dict[str, Any]:
     return monitoring.create_alert_policy(w, req.name, _as_json(req.alert_policy), now)
 
 
-def alert_policies_update(w: World, req: Any, now: float) -> dict[str, Any]:
+def alert_policies_update(w: Store, req: Any, now: float) -> dict[str, Any]:
     # The mask's paths as the client sends them (proto field names, e.g. "enabled", "conditions").
     return monitoring.update_alert_policy(w, _as_json(req.alert_policy), list(req.update_mask.paths), now)
 
 
-def alert_policies_delete(w: World, req: Any, now: float) -> dict[str, Any]:
+def alert_policies_delete(w: Store, req: Any, now: float) -> dict[str, Any]:
     return monitoring.delete_alert_policy(w, req.name)
 
 
-def notification_channels_list(w: World, req: Any, now: float) -> dict[str, Any]:
+def notification_channels_list(w: Store, req: Any, now: float) -> dict[str, Any]:
     return monitoring.list_channels(w, req.name, req.filter, req.order_by, req.page_size, req.page_token)
 
 
-def notification_channels_get(w: World, req: Any, now: float) -> dict[str, Any]:
+def notification_channels_get(w: Store, req: Any, now: float) -> dict[str, Any]:
     return monitoring.get_channel(w, req.name)
 
 
@@ -197,10 +197,9 @@ def _unary(twin: Any, rpc: Rpc) -> grpc.RpcMethodHandler:
     async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
         failure: tuple[grpc.StatusCode, str] | None = None
         async with twin.lock:
-            w: World = twin.world
+            w = twin.world
             now = time.time()
             w.advance(now)
-            sql.advance(w, now)
             w.count(rpc.method_id, rpc.write)
             try:
                 w.check_fault(rpc.method_id)

@@ -10,20 +10,22 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from twin import dataplane, encode, monitoring, network
+from twin import compute, dashboards, dataplane, encode, logging, run, vpcaccess
 from twin.logfilter import FilterError
 from twin.scenario import ScenarioError
-from twin.world import ApiError, World
+from twin.store import ApiError, Store
 
-Handler = Callable[[Request, World], Awaitable[Any]]
+if TYPE_CHECKING:
+    from twin.world import Twin
+
+Handler = Callable[[Request, Store], Awaitable[Any]]
 
 RUN = "/v2/projects/{project}/locations/{location}"
 VPC = "/v1/projects/{project}/locations/{location}"
@@ -41,22 +43,6 @@ class ApiRoute:
     method_id: str  # the discovery document's method id, e.g. run.projects.locations.services.get
     write: bool
     handler: Handler
-
-
-class Twin:
-    """Owns the world and debounces its persistence (every request would otherwise rewrite it)."""
-
-    def __init__(self, home: Path, scenario: str | None) -> None:
-        self.world = World(home)
-        self.world.load_or_reset(scenario)
-        self.world.save()
-        self.lock = asyncio.Lock()
-
-    async def flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(0.2)
-            if self.world.dirty:
-                self.world.save()
 
 
 # ---- control plane handlers ------------------------------------------------------------------
@@ -87,42 +73,42 @@ def _flag(request: Request, name: str) -> bool:
     return raw.lower() == "true"
 
 
-async def get_service(req: Request, w: World) -> Any:
+async def get_service(req: Request, w: Store) -> Any:
     p = req.path_params
-    return encode.service(w.service(p["project"], p["location"], p["service"]))
+    return encode.service(run.get_service(w, p["project"], p["location"], p["service"]))
 
 
-async def list_services(req: Request, w: World) -> Any:
+async def list_services(req: Request, w: Store) -> Any:
     p = req.path_params
-    return {"services": [encode.service(s) for s in w.services(p["project"], p["location"])]}
+    return {"services": [encode.service(s) for s in run.list_services(w, p["project"], p["location"])]}
 
 
-async def patch_service(req: Request, w: World) -> Any:
+async def patch_service(req: Request, w: Store) -> Any:
     p = req.path_params
     _check_query(req, ("validateOnly", "allowMissing", "updateMask"))
     try:
         body = encode.parse_service(await req.body())
     except Exception as exc:  # the message type rejected the body: what the API calls a bad request
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid Service body: {exc}") from None
-    op = w.update_service(p["project"], p["location"], p["service"], body, _flag(req, "validateOnly"))
+    op = run.update_service(w, p["project"], p["location"], p["service"], body, _flag(req, "validateOnly"))
     return encode.operation(op, "service")
 
 
-async def list_revisions(req: Request, w: World) -> Any:
+async def list_revisions(req: Request, w: Store) -> Any:
     p = req.path_params
-    return {"revisions": [encode.revision(r) for r in w.revisions(p["project"], p["location"], p["service"])]}
+    return {"revisions": [encode.revision(r) for r in run.list_revisions(w, p["project"], p["location"], p["service"])]}
 
 
-async def get_revision(req: Request, w: World) -> Any:
+async def get_revision(req: Request, w: Store) -> Any:
     p = req.path_params
-    return encode.revision(w.revision(p["project"], p["location"], p["service"], p["revision"]))
+    return encode.revision(run.get_revision(w, p["project"], p["location"], p["service"], p["revision"]))
 
 
-async def delete_revision(req: Request, w: World) -> Any:
+async def delete_revision(req: Request, w: Store) -> Any:
     p = req.path_params
     _check_query(req, ("validateOnly", "etag"))
-    op = w.delete_revision(
-        p["project"], p["location"], p["service"], p["revision"],
+    op = run.delete_revision(
+        w,         p["project"], p["location"], p["service"], p["revision"],
         _flag(req, "validateOnly"), req.query_params.get("etag"),
     )
     return encode.operation(op, "revision")
@@ -132,29 +118,29 @@ def _op_kind(op: dict[str, Any]) -> str:
     return "service" if op["kind"] == "update_service" else "revision"
 
 
-async def get_operation(req: Request, w: World) -> Any:
+async def get_operation(req: Request, w: Store) -> Any:
     p = req.path_params
-    op = w.operation(p["project"], p["location"], p["operation"])
-    return encode.operation(w.operation_json(op), _op_kind(op))
+    op = run.get_operation(w, p["project"], p["location"], p["operation"])
+    return encode.operation(run.operation_json(op), _op_kind(op))
 
 
-async def wait_operation(req: Request, w: World) -> Any:
+async def wait_operation(req: Request, w: Store) -> Any:
     p = req.path_params
     body = json.loads(await req.body() or b"{}")
     timeout = float(str(body.get("timeout", "60s")).rstrip("s"))
     deadline = time.time() + timeout
-    op = w.operation(p["project"], p["location"], p["operation"])
+    op = run.get_operation(w, p["project"], p["location"], p["operation"])
     while not op["done"] and time.time() < deadline:
         # Server-side wait, as the real :wait does; the world advances as time passes.
         await asyncio.sleep(min(0.05, max(0.0, op["done_at"] - time.time())))
-        w.advance()
-    return encode.operation(w.operation_json(op), _op_kind(op))
+        run.advance(w, time.time())
+    return encode.operation(run.operation_json(op), _op_kind(op))
 
 
 ENTRIES_LIST_FIELDS = {"resourceNames", "projectIds", "filter", "orderBy", "pageSize", "pageToken"}
 
 
-async def list_entries(req: Request, w: World) -> Any:
+async def list_entries(req: Request, w: Store) -> Any:
     body = json.loads(await req.body() or b"{}")
     unknown = sorted(set(body) - ENTRIES_LIST_FIELDS)
     if unknown:
@@ -167,8 +153,8 @@ async def list_entries(req: Request, w: World) -> Any:
     if token is not None and not str(token).isdigit():
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid page token {token!r}.")
     try:
-        entries, token = w.list_entries(
-            body.get("resourceNames") or [], body.get("filter", ""), order.endswith("desc"),
+        entries, token = logging.list_entries(
+            w,             body.get("resourceNames") or [], body.get("filter", ""), order.endswith("desc"),
             min(page_size, 1000), token,
         )
     except FilterError as exc:
@@ -193,127 +179,127 @@ def _param(request: Request, name: str) -> str | None:
     return request.query_params.get(name, request.query_params.get(_snake(name)))
 
 
-# ---- Serverless VPC Access v1 (world logic in twin.network) ----------------------------------------
+# ---- Serverless VPC Access v1 (world logic in twin.vpcaccess) ----------------------------------------
 
 
-async def get_connector(req: Request, w: World) -> Any:
+async def get_connector(req: Request, w: Store) -> Any:
     _check_query(req, ())
     p = req.path_params
-    return network.get_connector(w, p["project"], p["location"], p["connector"])
+    return vpcaccess.get_connector(w, p["project"], p["location"], p["connector"])
 
 
-async def list_connectors(req: Request, w: World) -> Any:
+async def list_connectors(req: Request, w: Store) -> Any:
     _check_query(req, ("pageSize", "pageToken"))
     p = req.path_params
-    return network.list_connectors(w, p["project"], p["location"], _int(req, "pageSize", 0), _param(req, "pageToken"))
+    return vpcaccess.list_connectors(w, p["project"], p["location"], _int(req, "pageSize", 0), _param(req, "pageToken"))
 
 
-async def create_connector(req: Request, w: World) -> Any:
+async def create_connector(req: Request, w: Store) -> Any:
     _check_query(req, ("connectorId",))
     p = req.path_params
-    body = network.parse_connector(await req.body())
-    return network.create_connector(w, p["project"], p["location"], _param(req, "connectorId"), body)
+    body = vpcaccess.parse_connector(await req.body())
+    return vpcaccess.create_connector(w, p["project"], p["location"], _param(req, "connectorId"), body)
 
 
-async def patch_connector(req: Request, w: World) -> Any:
+async def patch_connector(req: Request, w: Store) -> Any:
     _check_query(req, ("updateMask",))
     p = req.path_params
-    body = network.parse_connector(await req.body())
-    return network.patch_connector(w, p["project"], p["location"], p["connector"], body, _param(req, "updateMask"))
+    body = vpcaccess.parse_connector(await req.body())
+    return vpcaccess.patch_connector(w, p["project"], p["location"], p["connector"], body, _param(req, "updateMask"))
 
 
-async def delete_connector(req: Request, w: World) -> Any:
+async def delete_connector(req: Request, w: Store) -> Any:
     _check_query(req, ())
     p = req.path_params
-    return network.delete_connector(w, p["project"], p["location"], p["connector"])
+    return vpcaccess.delete_connector(w, p["project"], p["location"], p["connector"])
 
 
-async def get_vpc_operation(req: Request, w: World) -> Any:
+async def get_vpc_operation(req: Request, w: Store) -> Any:
     _check_query(req, ())
     p = req.path_params
-    return network.get_operation(w, p["project"], p["location"], p["operation"])
+    return vpcaccess.get_operation(w, p["project"], p["location"], p["operation"])
 
 
 # ---- Compute Engine v1: SSL certificates -----------------------------------------------------------
 
 
-async def get_certificate(req: Request, w: World) -> Any:
+async def get_certificate(req: Request, w: Store) -> Any:
     _check_query(req, ())
     p = req.path_params
-    return network.get_certificate(w, p["project"], p["sslCertificate"])
+    return compute.get_certificate(w, p["project"], p["sslCertificate"])
 
 
-async def list_certificates(req: Request, w: World) -> Any:
+async def list_certificates(req: Request, w: Store) -> Any:
     _check_query(req, ("filter", "maxResults", "orderBy", "pageToken"))
     order = _param(req, "orderBy")
     if order and order not in ("name", "name asc"):
         # Refused, not ignored: the twin lists by name only, and an answer in another order than
         # the one asked for would mislead.
         raise ApiError(400, "INVALID_ARGUMENT", f"The twin lists certificates by name only; got orderBy {order!r}.")
-    return network.list_certificates(w, req.path_params["project"], _param(req, "filter"),
+    return compute.list_certificates(w, req.path_params["project"], _param(req, "filter"),
                                      _int(req, "maxResults", 500), _param(req, "pageToken"))
 
 
-# ---- Logging v2 log-based metrics, Monitoring v1 dashboards (world logic in twin.monitoring) -----------
+# ---- Logging v2 log-based metrics, Monitoring v1 dashboards (world logic in twin.logging, twin.dashboards) -----------
 
 
-async def list_metrics(req: Request, w: World) -> Any:
+async def list_metrics(req: Request, w: Store) -> Any:
     _check_query(req, ("pageSize", "pageToken"))
-    return monitoring.list_metrics(w, req.path_params["project"], _int(req, "pageSize", 0), _param(req, "pageToken"))
+    return logging.list_metrics(w, req.path_params["project"], _int(req, "pageSize", 0), _param(req, "pageToken"))
 
 
-async def get_metric(req: Request, w: World) -> Any:
+async def get_metric(req: Request, w: Store) -> Any:
     _check_query(req, ())
     p = req.path_params
-    return monitoring.get_metric(w, p["project"], p["metric"])
+    return logging.get_metric(w, p["project"], p["metric"])
 
 
-async def create_metric(req: Request, w: World) -> Any:
+async def create_metric(req: Request, w: Store) -> Any:
     _check_query(req, ())
-    return monitoring.create_metric(w, req.path_params["project"], monitoring.parse_metric(await req.body()))
+    return logging.create_metric(w, req.path_params["project"], logging.parse_metric(await req.body()))
 
 
-async def update_metric(req: Request, w: World) -> Any:
-    _check_query(req, ())
-    p = req.path_params
-    return monitoring.update_metric(w, p["project"], p["metric"], monitoring.parse_metric(await req.body()))
-
-
-async def delete_metric(req: Request, w: World) -> Any:
+async def update_metric(req: Request, w: Store) -> Any:
     _check_query(req, ())
     p = req.path_params
-    return monitoring.delete_metric(w, p["project"], p["metric"])
+    return logging.update_metric(w, p["project"], p["metric"], logging.parse_metric(await req.body()))
 
 
-async def list_dashboards(req: Request, w: World) -> Any:
+async def delete_metric(req: Request, w: Store) -> Any:
+    _check_query(req, ())
+    p = req.path_params
+    return logging.delete_metric(w, p["project"], p["metric"])
+
+
+async def list_dashboards(req: Request, w: Store) -> Any:
     _check_query(req, ("pageSize", "pageToken"))
-    return monitoring.list_dashboards(w, req.path_params["project"], _int(req, "pageSize", 0),
+    return dashboards.list_dashboards(w, req.path_params["project"], _int(req, "pageSize", 0),
                                       _param(req, "pageToken"))
 
 
-async def get_dashboard(req: Request, w: World) -> Any:
+async def get_dashboard(req: Request, w: Store) -> Any:
     _check_query(req, ())
     p = req.path_params
-    return monitoring.get_dashboard(w, p["project"], p["dashboard"])
+    return dashboards.get_dashboard(w, p["project"], p["dashboard"])
 
 
-async def create_dashboard(req: Request, w: World) -> Any:
+async def create_dashboard(req: Request, w: Store) -> Any:
     _check_query(req, ("validateOnly",))
-    return monitoring.create_dashboard(w, req.path_params["project"], monitoring.parse_dashboard(await req.body()),
+    return dashboards.create_dashboard(w, req.path_params["project"], dashboards.parse_dashboard(await req.body()),
                                        _flag(req, "validateOnly"))
 
 
-async def patch_dashboard(req: Request, w: World) -> Any:
+async def patch_dashboard(req: Request, w: Store) -> Any:
     _check_query(req, ("validateOnly",))
     p = req.path_params
-    return monitoring.patch_dashboard(w, p["project"], p["dashboard"], monitoring.parse_dashboard(await req.body()),
+    return dashboards.patch_dashboard(w, p["project"], p["dashboard"], dashboards.parse_dashboard(await req.body()),
                                       _flag(req, "validateOnly"))
 
 
-async def delete_dashboard(req: Request, w: World) -> Any:
+async def delete_dashboard(req: Request, w: Store) -> Any:
     _check_query(req, ())
     p = req.path_params
-    return monitoring.delete_dashboard(w, p["project"], p["dashboard"])
+    return dashboards.delete_dashboard(w, p["project"], p["dashboard"])
 
 
 ROUTES: list[ApiRoute] = [
@@ -420,7 +406,7 @@ def data_app(twin: Twin) -> Callable[..., Awaitable[None]]:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
-            await dataplane.websocket(twin.lock, twin.world, scope, receive, send)
+            await dataplane.websocket(twin.lock, twin.world, twin.world.advance, scope, receive, send)
             return
         if scope["type"] != "http":
             return

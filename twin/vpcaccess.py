@@ -1,4 +1,4 @@
-"""Serverless VPC Access v1 connectors, their error logs, and Compute Engine SSL certificates.
+"""Serverless VPC Access v1 connectors and their error logs.
 
 World logic only (no HTTP here): :mod:`twin.server` parses requests and calls these functions. The
 state stays in the APIs' REST JSON, as in :mod:`twin.world`, and time is lazy: an operation stores
@@ -27,12 +27,14 @@ import math
 import re
 import time
 import uuid
-from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.cloud.vpcaccess_v1.types import vpc_access
 
-from twin.world import ApiError, World, rfc3339
+from twin.store import ApiError, Store, rfc3339, roundtrip
+
+if TYPE_CHECKING:
+    from twin.scenario import Scenario
 
 # Per-instance throughput (Mbps) by machine type (Serverless VPC Access, "Throughput and scaling").
 THROUGHPUT_MBPS = {"f1-micro": 100, "e2-micro": 200, "e2-standard-4": 3200}
@@ -65,14 +67,8 @@ MAX_BACKFILL_SECONDS = 6 * 3600
 # ---- encoding ---------------------------------------------------------------------------------
 
 
-def _roundtrip(message_type: Any, body: dict[str, Any]) -> dict[str, Any]:
-    msg = message_type.from_json(json.dumps(body), ignore_unknown_fields=False)
-    return json.loads(message_type.to_json(
-        msg, use_integers_for_enums=False, always_print_fields_with_no_presence=False, indent=None))
-
-
 def encode_connector(body: dict[str, Any]) -> dict[str, Any]:
-    return _roundtrip(vpc_access.Connector, body)
+    return roundtrip(vpc_access.Connector, body)
 
 
 def parse_connector(text: bytes) -> dict[str, Any]:
@@ -85,7 +81,7 @@ def parse_connector(text: bytes) -> dict[str, Any]:
         raw = json.loads(text or b"{}")
         if not isinstance(raw, dict):
             raise ValueError("the body is not a JSON object")
-        return _roundtrip(vpc_access.Connector, raw)
+        return roundtrip(vpc_access.Connector, raw)
     except Exception as exc:  # the message type rejected it: what the API calls a bad request
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
 
@@ -97,7 +93,7 @@ def operation_json(op: dict[str, Any]) -> dict[str, Any]:
         meta["endTime"] = op["endTime"]
     out: dict[str, Any] = {
         "name": op["name"],
-        "metadata": {"@type": OPERATION_METADATA, **_roundtrip(vpc_access.OperationMetadata, meta)},
+        "metadata": {"@type": OPERATION_METADATA, **roundtrip(vpc_access.OperationMetadata, meta)},
         "done": op["done"],
     }
     if op["done"]:
@@ -111,14 +107,14 @@ def operation_json(op: dict[str, Any]) -> dict[str, Any]:
 # ---- connectors ---------------------------------------------------------------------------------
 
 
-def _parent(world: World, project: str, location: str) -> str:
+def _parent(world: Store, project: str, location: str) -> str:
     if project != world.state["project"] or location != world.state["region"]:
         # The twin holds one project and region; anything else has no connectors here.
         raise ApiError(404, "NOT_FOUND", f"Location projects/{project}/locations/{location} has no connectors in this twin.")
     return f"projects/{project}/locations/{location}"
 
 
-def _record(world: World, project: str, location: str, name: str) -> dict[str, Any]:
+def _record(world: Store, project: str, location: str, name: str) -> dict[str, Any]:
     parent = _parent(world, project, location)
     rec = world.state["connectors"].get(name)
     if rec is None:
@@ -126,11 +122,11 @@ def _record(world: World, project: str, location: str, name: str) -> dict[str, A
     return rec
 
 
-def get_connector(world: World, project: str, location: str, name: str) -> dict[str, Any]:
+def get_connector(world: Store, project: str, location: str, name: str) -> dict[str, Any]:
     return encode_connector(_record(world, project, location, name)["resource"])
 
 
-def list_connectors(world: World, project: str, location: str, page_size: int, page_token: str | None
+def list_connectors(world: Store, project: str, location: str, page_size: int, page_token: str | None
                     ) -> dict[str, Any]:
     _parent(world, project, location)
     if page_size < 0:
@@ -191,7 +187,7 @@ def _sized(machine: str, lo: int, hi: int) -> dict[str, Any]:
 _ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
-def create_connector(world: World, project: str, location: str, connector_id: str | None,
+def create_connector(world: Store, project: str, location: str, connector_id: str | None,
                      body: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     parent = _parent(world, project, location)
@@ -229,7 +225,7 @@ def create_connector(world: World, project: str, location: str, connector_id: st
     return _start(world, "create", name, now)
 
 
-def _check_cidr(world: World, network: str, cidr: str) -> None:
+def _check_cidr(world: Store, network: str, cidr: str) -> None:
     try:
         net = ipaddress.ip_network(cidr)
     except ValueError:
@@ -261,7 +257,7 @@ def _mask_paths(update_mask: str | None) -> list[str] | None:
     return paths
 
 
-def patch_connector(world: World, project: str, location: str, name: str, body: dict[str, Any],
+def patch_connector(world: Store, project: str, location: str, name: str, body: dict[str, Any],
                     update_mask: str | None, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     rec = _record(world, project, location, name)
@@ -299,7 +295,7 @@ def patch_connector(world: World, project: str, location: str, name: str, body: 
     return _start(world, "update", current["name"], now)
 
 
-def delete_connector(world: World, project: str, location: str, name: str, now: float | None = None
+def delete_connector(world: Store, project: str, location: str, name: str, now: float | None = None
                      ) -> dict[str, Any]:
     now = time.time() if now is None else now
     rec = _record(world, project, location, name)
@@ -311,7 +307,7 @@ def delete_connector(world: World, project: str, location: str, name: str, now: 
     return _start(world, "delete", res["name"], now)
 
 
-def _start(world: World, kind: str, target: str, now: float) -> dict[str, Any]:
+def _start(world: Store, kind: str, target: str, now: float) -> dict[str, Any]:
     project, location = target.split("/")[1], target.split("/")[3]
     op_id = str(uuid.uuid4())
     op = {
@@ -328,14 +324,14 @@ def _start(world: World, kind: str, target: str, now: float) -> dict[str, Any]:
     return operation_json(op)
 
 
-def get_operation(world: World, project: str, location: str, op_id: str) -> dict[str, Any]:
+def get_operation(world: Store, project: str, location: str, op_id: str) -> dict[str, Any]:
     op = world.state.get("vpc_operations", {}).get(op_id)
     if op is None or not op["name"].startswith(f"projects/{project}/locations/{location}/"):
         raise ApiError(404, "NOT_FOUND", f"Operation projects/{project}/locations/{location}/operations/{op_id} not found")
     return operation_json(op)
 
 
-def _complete(world: World, op: dict[str, Any]) -> None:
+def _complete(world: Store, op: dict[str, Any]) -> None:
     op["done"], op["endTime"] = True, rfc3339(op["done_at"])
     name = op["target"].rsplit("/", 1)[-1]
     rec = world.state["connectors"].get(name)
@@ -353,7 +349,7 @@ def _complete(world: World, op: dict[str, Any]) -> None:
 # ---- time ---------------------------------------------------------------------------------------
 
 
-def advance(world: World, now: float) -> None:
+def advance(world: Store, now: float) -> None:
     """Complete due operations and log connector errors up to ``now``, in time order.
 
     The log is written up to each completion before the completion is applied, so the minutes
@@ -367,7 +363,7 @@ def advance(world: World, now: float) -> None:
     log_errors(world, now)
 
 
-def log_errors(world: World, until: float) -> None:
+def log_errors(world: Store, until: float) -> None:
     """Write the error entries every troubled connector owes for the time up to ``until``.
 
     Entries fall on a fixed grid (``60 / errors_per_minute`` seconds apart, aligned to the epoch),
@@ -397,7 +393,7 @@ def log_errors(world: World, until: float) -> None:
         del log[: len(log) - CONNECTOR_LOG_CAP]
 
 
-def _error_entry(world: World, name: str, rec: dict[str, Any], cause: str, at: float) -> dict[str, Any]:
+def _error_entry(world: Store, name: str, rec: dict[str, Any], cause: str, at: float) -> dict[str, Any]:
     project, region = world.state["project"], world.state["region"]
     return {
         "logName": f"projects/{project}/logs/{CONNECTOR_LOG}",
@@ -415,121 +411,45 @@ def _error_entry(world: World, name: str, rec: dict[str, Any], cause: str, at: f
     }
 
 
-def seed_errors(world: World, since: float, until: float) -> None:
+def seed_errors(world: Store, since: float, until: float) -> None:
     """At reset: the troubled connectors' errors of the history window, then live from ``until``."""
     for rec in world.state["connectors"].values():
         rec["logged_until"] = since
     log_errors(world, until)
 
 
-def log_entries(world: World) -> list[dict[str, Any]]:
-    """Every log entry the twin holds (requests and connector errors), in timestamp order."""
-    # Each list is a few runs already in order (the seeded history is one run per service), which
-    # Python's sort merges in linear time; rfc3339() timestamps compare correctly as strings.
-    return sorted(chain(world.state["request_log"], world.state.get("connector_log", [])),
-                  key=lambda e: e["timestamp"])
 
 
-# ---- data plane ---------------------------------------------------------------------------------
+def seed(world: Store, sc: Scenario, now: float) -> None:
+    """At reset: the scenario's connector, and its error log over the history window."""
+    st = world.state
+    st.update(connectors={}, vpc_operations={}, connector_log=[])
+    if sc.connector is not None:
+        c = sc.connector
+        st["connectors"][c.name] = {
+            "resource": {
+                "name": f"projects/{sc.project}/locations/{sc.region}/connectors/{c.name}",
+                "network": c.network,
+                "ipCidrRange": c.ip_cidr_range,
+                "state": c.state,
+                "machineType": c.machine_type,
+                "minInstances": c.min_instances,
+                "maxInstances": c.max_instances,
+                "minThroughput": c.min_instances * 100,
+                "maxThroughput": c.max_instances * 100,
+                "connectedProjects": [sc.project],
+            },
+            "load_mbps": c.load_mbps,
+            "errors_per_minute": c.errors_per_minute,
+        }
+    seed_errors(world, now - sc.history.minutes * 60, now)
 
 
-def _sql_available(world: World, instance: str, now: float) -> bool:
-    try:
-        from twin import sql
-    except ImportError:  # the Cloud SQL module is optional; fall back to its restart window
-        return world.state["sql_instances"][instance].get("restarting_until", 0) <= now
-    result = sql.is_available(world, instance, now)
-    return bool(result[0] if isinstance(result, tuple) else result)
-
-
-def dependency_failure(world: World, service: str, path: str, now: float) -> str | None:
-    """Why ``/health/db`` or ``/health/redis`` of ``service`` fails now, or None when it passes.
-
-    Both go through the service's VPC connector (its template's vpcAccess); the database also
-    needs its Cloud SQL instance to accept connections.
-    """
-    template = world.state["services"][service]["resource"].get("template", {})
-    ref = (template.get("vpcAccess") or {}).get("connector")
-    if ref:
-        name = ref.rsplit("/", 1)[-1]
-        rec = world.state["connectors"].get(name)
-        if rec is None:
-            return f"vpc connector {name} does not exist"
-        cause = trouble(rec)
-        if cause:
-            return cause
-    elif path == "/health/redis":
-        # Memorystore has only a private address: without a connector there is no route to it.
-        return "no vpc connector: the private network (redis) is unreachable"
-    if path == "/health/db":
-        for instance in world.state.get("sql_instances", {}):
-            if not _sql_available(world, instance, now):
-                return f"cloud sql instance {instance} is not available"
-    return None
-
-
-# ---- Compute Engine v1: SSL certificates --------------------------------------------------------
-
-
-def _compute_types() -> Any:
-    # compute_v1 takes ~2 s to import; only the first certificate request pays for it.
-    from google.cloud import compute_v1
-
-    return compute_v1
-
-
-def _check_project(world: World, project: str) -> None:
-    if project != world.state["project"]:
-        raise ApiError(404, "NOT_FOUND", f"The resource 'projects/{project}' was not found")
-
-
-def get_certificate(world: World, project: str, name: str) -> dict[str, Any]:
-    _check_project(world, project)
-    rec = world.state["certificates"].get(name)
-    if rec is None:
-        raise ApiError(404, "NOT_FOUND", f"The resource 'projects/{project}/global/sslCertificates/{name}' was not found")
-    return _roundtrip(_compute_types().SslCertificate, rec["resource"])
-
-
-_NAME_FILTER = re.compile(r'^\s*name\s*(=|eq)\s*"?([^"\s]+)"?\s*$')
-
-
-def list_certificates(world: World, project: str, filter_: str | None, max_results: int,
-                      page_token: str | None) -> dict[str, Any]:
-    _check_project(world, project)
-    if not 0 <= max_results <= 500:
-        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid value for field 'maxResults': {max_results}. Must be 0-500.")
-    if page_token and not page_token.isdigit():
-        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid value for field 'pageToken': {page_token!r}.")
-    items = [rec["resource"] for _, rec in sorted(world.state["certificates"].items())]
-    if filter_:
-        m = _NAME_FILTER.match(filter_)
-        if not m:
-            # Refused rather than ignored: an ignored filter would answer a question not asked.
-            raise ApiError(400, "INVALID_ARGUMENT", f"The twin supports only `name = \"…\"` filters; got {filter_!r}.")
-        items = [r for r in items if r["name"] == m.group(2)]
-    start, size = int(page_token or 0), max_results or 500
-    body: dict[str, Any] = {
-        "kind": "compute#sslCertificateList",
-        "id": f"projects/{project}/global/sslCertificates",
-        "items": items[start:start + size],
-        "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/sslCertificates",
-    }
-    if start + size < len(items):
-        body["nextPageToken"] = str(start + size)
-    return _roundtrip(_compute_types().SslCertificateList, body)
-
-
-# ---- status ---------------------------------------------------------------------------------------
-
-
-def status(world: World) -> dict[str, Any]:
+def status(world: Store) -> dict[str, Any]:
     st = world.state
     return {
         "vpcaccess": {
             "connectors": [encode_connector(r["resource"]) for _, r in sorted(st["connectors"].items())],
             "operations": [operation_json(op) for op in st.get("vpc_operations", {}).values()],
         },
-        # REST JSON as stored (and as served, minus the 2 s compute_v1 import the status page skips).
-        "compute": {"sslCertificates": [r["resource"] for _, r in sorted(st["certificates"].items())]},
     }

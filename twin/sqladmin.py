@@ -19,12 +19,14 @@ The rules reproduced here are the ones the runbook trips over:
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twin.world import ApiError, World, rfc3339
+from twin.store import ApiError, Store, rfc3339
+
+if TYPE_CHECKING:
+    from twin.scenario import Scenario
 
 SQLADMIN = "https://sqladmin.googleapis.com/v1"
 NUM_BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
@@ -42,7 +44,7 @@ _IDENTITY_FIELDS = ("name", "project")
 # ---- instances -------------------------------------------------------------------------------
 
 
-def _record(world: World, project: str, instance: str) -> dict[str, Any]:
+def _record(world: Store, project: str, instance: str) -> dict[str, Any]:
     """The world's record for an instance (resource plus twin-only bookkeeping), or 404."""
     rec = world.state.get("sql_instances", {}).get(instance)
     if rec is None or project != world.state["project"]:
@@ -50,7 +52,7 @@ def _record(world: World, project: str, instance: str) -> dict[str, Any]:
     return rec
 
 
-def get_instance(world: World, project: str, instance: str, now: float | None = None) -> dict[str, Any]:
+def get_instance(world: Store, project: str, instance: str, now: float | None = None) -> dict[str, Any]:
     """The DatabaseInstance as REST JSON (settle due operations first when ``now`` is given)."""
     rec = _record(world, project, instance)
     if now is not None:
@@ -66,7 +68,7 @@ def flag_value(resource: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def is_available(world: World, instance: str, now: float) -> bool:
+def is_available(world: Store, instance: str, now: float) -> bool:
     """Whether the instance accepts connections at ``now``: it exists, runs, and is not restarting."""
     rec = world.state.get("sql_instances", {}).get(instance)
     if rec is None:
@@ -75,7 +77,7 @@ def is_available(world: World, instance: str, now: float) -> bool:
     return settings.get("activationPolicy", "ALWAYS") != "NEVER" and now >= rec["restarting_until"]
 
 
-def patch_instance(world: World, project: str, instance: str, body: dict[str, Any], now: float) -> dict[str, Any]:
+def patch_instance(world: Store, project: str, instance: str, body: dict[str, Any], now: float) -> dict[str, Any]:
     """Apply a ``sql.instances.patch`` (Cloud SQL Admin v1) and return its Operation (REST JSON)."""
     rec = _record(world, project, instance)
     advance(world, now)
@@ -198,7 +200,7 @@ class Operation:
         return out
 
 
-def get_operation(world: World, project: str, operation: str, now: float) -> dict[str, Any]:
+def get_operation(world: Store, project: str, operation: str, now: float) -> dict[str, Any]:
     st = world.state.get("sql_operations", {}).get(operation)
     if st is None or st["project"] != project:
         raise ApiError(404, "NOT_FOUND", f"The operation projects/{project}/operations/{operation} does not exist.")
@@ -206,7 +208,7 @@ def get_operation(world: World, project: str, operation: str, now: float) -> dic
     return Operation.from_state(st).to_json(now)
 
 
-def advance(world: World, now: float) -> None:
+def advance(world: Store, now: float) -> None:
     """Record every operation that has finished by ``now``. Idempotent; readers do not depend on it."""
     for st in world.state.get("sql_operations", {}).values():
         if not st["done"] and st["done_at"] <= now:
@@ -214,103 +216,49 @@ def advance(world: World, now: float) -> None:
             world.dirty = True
 
 
-# ---- Monitoring: num_backends ------------------------------------------------------------------
+# ---- scenario and status -------------------------------------------------------------------
 
 
-_CLAUSE = re.compile(r'^\s*([A-Za-z_][\w.]*)\s*=\s*"([^"]*)"\s*$')
-_LABEL_KEY = re.compile(r"^(metric|resource)\.labels?\.(\w+)$")
+def seed(world: Store, sc: Scenario, now: float) -> None:
+    world.state.update(sql_instances={}, sql_operations={})
+    if sc.sql is None:
+        return
+    q = sc.sql
+    world.state["sql_instances"][q.name] = {
+        "resource": {
+            "kind": "sql#instance",
+            "name": q.name,
+            "project": sc.project,
+            "region": sc.region,
+            "gceZone": f"{sc.region}-a",
+            "databaseVersion": q.database_version,
+            "state": "RUNNABLE",
+            "backendType": "SECOND_GEN",
+            "instanceType": "CLOUD_SQL_INSTANCE",
+            "connectionName": f"{sc.project}:{sc.region}:{q.name}",
+            "settings": {
+                "kind": "sql#settings",
+                "tier": q.tier,
+                "settingsVersion": str(q.settings_version),
+                "activationPolicy": "ALWAYS",
+                "availabilityType": "ZONAL",
+                "dataDiskSizeGb": "100",
+                "databaseFlags": [{"name": k, "value": v} for k, v in q.flags.items()],
+            },
+        },
+        # (time, num_backends) from this moment on; the metric is generated from it
+        "backends_history": [[now - 6 * 3600, q.backends]],
+        "backends_follow_max": q.backends_follow_max,
+        "restart_seconds": q.restart_seconds,
+        "restarting_until": 0.0,
+    }
 
 
-@dataclass(frozen=True)
-class SeriesFilter:
-    """A Monitoring filter reduced to what the twin understands: equality clauses joined by AND."""
-
-    metric_type: str
-    resource_type: str | None
-    metric_labels: dict[str, str]
-    resource_labels: dict[str, str]
-
-    @classmethod
-    def parse(cls, text: str) -> "SeriesFilter":
-        fields: dict[str, str] = {}
-        labels: dict[str, dict[str, str]] = {"metric": {}, "resource": {}}
-        for clause in re.split(r"\s+AND\s+", text.strip()) if text.strip() else []:
-            m = _CLAUSE.match(clause)
-            if m is None:
-                raise ApiError(
-                    400, "INVALID_ARGUMENT",
-                    f"Field filter had an invalid value of {text!r}: the twin understands only "
-                    f'`key = "value"` clauses joined by AND (could not read {clause.strip()!r}).',
-                )
-            key, value = m.groups()
-            label = _LABEL_KEY.match(key)
-            if label:
-                labels[label.group(1)][label.group(2)] = value
-            elif key in ("metric.type", "resource.type"):
-                fields[key] = value
-            else:
-                raise ApiError(400, "INVALID_ARGUMENT", f"Field filter had an invalid value of {text!r}: unknown key {key!r}.")
-        if "metric.type" not in fields:
-            raise ApiError(400, "INVALID_ARGUMENT",
-                           f"Field filter had an invalid value of {text!r}: a filter must specify a metric type.")
-        return cls(fields["metric.type"], fields.get("resource.type"), labels["metric"], labels["resource"])
-
-    def matches(self, series: dict[str, Any]) -> bool:
-        return (
-            (self.resource_type in (None, series["resource"]["type"]))
-            and all(series["resource"]["labels"].get(k) == v for k, v in self.resource_labels.items())
-            and all(series["metric"].get("labels", {}).get(k) == v for k, v in self.metric_labels.items())
-        )
-
-
-def backends_at(rec: dict[str, Any], t: float) -> int | None:
-    """num_backends at time ``t``: 0 while restarting, else the last recorded value (None before any)."""
-    if any(start <= t < until for start, until in rec.get("restarts", [])):
-        return 0
-    value = None
-    for at, n in rec["backends_history"]:
-        if at <= t:
-            value = n
-    return value
-
-
-def time_series(world: World, filter_: str, start: float, end: float, now: float | None = None) -> list[dict[str, Any]]:
-    """``projects.timeSeries.list`` (view FULL, no aggregation) as TimeSeries REST JSON.
-
-    One point per sample period (60 s unless the scenario says otherwise) in (start, end] (Monitoring's read interval excludes its start;
-    a zero-length interval [end, end] selects the point at end), never after ``now``, newest first
-    as Monitoring returns them. Series without points in the interval are left out, as Monitoring does.
-    """
-    flt = SeriesFilter.parse(filter_)
-    if flt.metric_type != NUM_BACKENDS:
-        return []
-    if end < start:
-        raise ApiError(400, "INVALID_ARGUMENT", "The start time must be before the end time.")
-    if now is not None:
-        end = min(end, now)
-    project, region = world.state["project"], world.state["region"]
-    out = []
-    for name, rec in world.state.get("sql_instances", {}).items():
-        series: dict[str, Any] = {
-            "metric": {"type": NUM_BACKENDS, "labels": {"database": "postgres"}},
-            "resource": {"type": "cloudsql_database",
-                         "labels": {"project_id": project, "database_id": f"{project}:{name}", "region": region}},
-            "metricKind": "GAUGE",
-            "valueType": "INT64",
-        }
-        if not flt.matches(series):
-            continue
-        # Cloud SQL samples every 60 s; a scenario may sample faster so a rehearsal need not wait
-        # a minute for the first point after a change.
-        period = int(world.state.get("timing", {}).get("metric_period_seconds", 60))
-        last = int(end // period) * period
-        first = last if start == end else (int(start // period) + 1) * period
-        points = []
-        for t in range(last, first - 1, -period):
-            value = backends_at(rec, t)
-            if value is not None:
-                ts = rfc3339(t)
-                points.append({"interval": {"startTime": ts, "endTime": ts}, "value": {"int64Value": str(value)}})
-        if points:
-            out.append({**series, "points": points})
-    return out
+def status(world: Store) -> dict[str, Any]:
+    st = world.state
+    return {
+        "sqladmin": {
+            "instances": [i["resource"] for i in st.get("sql_instances", {}).values()],
+            "operations": list(st.get("sql_operations", {}).values()),
+        },
+    }

@@ -1,0 +1,195 @@
+"""What every API of the twin shares, and nothing else: the world's state and its persistence,
+Google's error shape, timestamps, etags, request accounting and injected faults.
+
+This is the leaf of the twin's imports: every API module (``twin.run``, ``twin.logging``,
+``twin.vpcaccess``, ``twin.compute``, ``twin.sqladmin``, ``twin.monitoring``, ``twin.dashboards``)
+builds on it and on nothing of each other's but what the API itself reads (an alert policy reads
+log-based metrics; the Cloud SQL metric reads the instance). :mod:`twin.world` composes them.
+
+The state is plain JSON (resources kept in their APIs' own REST field names) so it can be persisted
+between pytest runs and shown by ``python -m twin status --json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "world.json"
+
+
+class ApiError(Exception):
+    """An error the way Google's REST APIs return it: HTTP code, canonical status, message."""
+
+    def __init__(self, code: int, status: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.status, self.message = code, status, message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def make_etag(*parts: object) -> str:
+    return '"' + hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()[:20] + '"'
+
+
+def roundtrip(message_type: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """REST JSON through a client library's proto-plus type: unknown fields raise, defaults drop out."""
+    msg = message_type.from_json(json.dumps(body), ignore_unknown_fields=False)
+    return json.loads(message_type.to_json(
+        msg, use_integers_for_enums=False, always_print_fields_with_no_presence=False, indent=None))
+
+
+def parse_body(message_type: Any, text: bytes) -> dict[str, Any]:
+    """A request body as the API decodes it: unknown fields (and malformed JSON) are INVALID_ARGUMENT.
+
+    Enums may come as numbers (the REST transports send ``$alt=json;enum-encoding=int``); they are
+    kept as names, as the twin stores and answers them. proto3 scalars have no presence, so
+    ``"minInstances": 0`` reads as unset, as it does for the real API.
+    """
+    try:
+        raw = json.loads(text or b"{}")
+        if not isinstance(raw, dict):
+            raise ValueError("the body is not a JSON object")
+        return roundtrip(message_type, raw)
+    except Exception as exc:  # the message type rejected it: what the API calls a bad request
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
+
+
+@dataclass(frozen=True)
+class DataAnswer:
+    status: int
+    body: dict[str, Any]
+    latency: float
+
+
+class Store:
+    """The world's state (one JSON document) and the bookkeeping every API does on it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.state: dict[str, Any] = {}
+        self.dirty = False
+
+    @property
+    def path(self) -> Path:
+        return self.home / STATE_FILE
+
+    def load(self) -> bool:
+        """Load the persisted world; False when there is none."""
+        if not self.path.exists():
+            return False
+        self.state = json.loads(self.path.read_text())
+        return True
+
+    def save(self) -> None:
+        # Write-then-rename: a twin killed mid-write must not leave a torn world behind.
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+    # ---- request accounting --------------------------------------------------------------
+
+    def count(self, method: str, write: bool) -> None:
+        req = self.state["requests"]
+        req["writes" if write else "reads"] += 1
+        req["by_method"][method] = req["by_method"].get(method, 0) + 1
+        self.dirty = True
+
+    def check_fault(self, method: str, dry_run: bool = False) -> None:
+        """Fail the call as the scenario says (a quota error, an outage), once it has been counted.
+
+        A dry run (validateOnly) passes unless the fault says otherwise, so a client's preflight
+        succeeds and the real write fails: the case its rollback exists for.
+        """
+        fault = self.state.get("faults", {}).get(method)
+        if not fault or (dry_run and not fault.get("dry_runs")):
+            return
+        fault["calls"] = fault.get("calls", 0) + 1
+        self.dirty = True
+        if fault["calls"] > fault.get("after_calls", 0):
+            raise ApiError(fault["code"], fault["status"], fault["message"])
+
+    def seed_faults(self, faults: list[Any]) -> None:
+        self.state["faults"] = {f.method: {"code": f.code, "status": f.status, "message": f.message,
+                                           "dry_runs": f.dry_runs, "after_calls": f.after_calls, "calls": 0}
+                                for f in faults}
+
+
+# ---- names, pages and errors the APIs share ------------------------------------------------
+
+
+def check_project(world: Store, project: str, what: str) -> None:
+    # As for entries:list and timeSeries.list: a project the twin does not hold is one the caller
+    # may not read (Google answers 403 for a project it cannot see).
+    if project != world.state["project"]:
+        raise ApiError(403, "PERMISSION_DENIED",
+                       f"The twin holds {what} only for projects/{world.state['project']}; asked for projects/{project}.")
+
+
+def parent_project(world: Store, name: str, what: str) -> str:
+    """``projects/PROJECT`` (a gRPC request's ``name``) -> PROJECT, checked."""
+    project = name.removeprefix("projects/")
+    if not name.startswith("projects/") or not project or "/" in project:
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid resource name {name!r}; expected projects/PROJECT_ID.")
+    check_project(world, project, what)
+    return project
+
+
+def child_id(world: Store, name: str, collection: str, what: str) -> str:
+    """``projects/PROJECT/COLLECTION/ID`` -> ID, the project checked."""
+    m = re.fullmatch(rf"projects/([^/]+)/{collection}/([^/]+)", name)
+    if m is None:
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"Invalid resource name {name!r}; expected projects/PROJECT_ID/{collection}/ID.")
+    check_project(world, m.group(1), what)
+    return m.group(2)
+
+
+def records(world: Store, key: str) -> dict[str, Any]:
+    # A world saved before Phase 4 has none of these keys; it gains them on first use.
+    records: dict[str, Any] = world.state.setdefault(key, {})
+    return records
+
+
+def paginate(items: list[dict[str, Any]], page_size: int, page_token: str | None, default: int
+          ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of ``items``; tokens are the offsets this function hands out, anything else is refused."""
+    if page_size < 0:
+        raise ApiError(400, "INVALID_ARGUMENT", f"page_size must not be negative, got {page_size}.")
+    start = 0
+    if page_token:
+        if not page_token.isdigit() or not 0 < int(page_token) < len(items):
+            raise ApiError(400, "INVALID_ARGUMENT", f"Invalid page token {page_token!r}.")
+        start = int(page_token)
+    size = page_size or default
+    nxt = str(start + size) if start + size < len(items) else None
+    return items[start:start + size], nxt
+
+
+def numeric_id() -> str:
+    # Alert policy and condition ids are 19-20 digit numbers assigned by the API.
+    return str(10**18 + uuid.uuid4().int % (9 * 10**18))
+
+
+def invalid(field: str, value: object, reason: str) -> ApiError:
+    # The API's own phrasing: Field X had an invalid value of "V": reason.
+    return ApiError(400, "INVALID_ARGUMENT", f'Field {field} had an invalid value of "{value}": {reason}')
+
+
+def duration_seconds(duration: str) -> float:
+    return float(duration.rstrip("s"))
+
