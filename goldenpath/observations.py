@@ -52,6 +52,9 @@ class RevisionState:
     ready: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
     env: tuple[tuple[str, str], ...] = ()   # the first container's plain env values, in order
+    # scalingStatus.desiredMinInstanceCount: the min instances Cloud Run says it provisions for it now
+    # (0 when the API does not say).
+    provisioned_min: int = 0
 
     def env_value(self, name: str) -> str | None:
         return next((v for k, v in self.env if k == name), None)

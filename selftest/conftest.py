@@ -80,7 +80,8 @@ class Sandbox:
     def serving(self, service: str = "netra-backend-staging") -> dict[str, int]:
         for svc in self.status()["run"]["services"]:
             if svc["name"].endswith("/" + service):
-                return {t["revision"]: t["percent"] for t in svc["trafficStatuses"]}
+                # REST JSON leaves a 0 % out (a tagged revision at 0 %)
+                return {t["revision"]: t.get("percent", 0) for t in svc["trafficStatuses"]}
         raise KeyError(service)
 
     def revisions(self) -> set[str]:

@@ -107,3 +107,67 @@ def test_inconclusive_is_not_a_pass(sandbox: Sandbox, incident: Sandbox) -> None
     assert "1 inconclusive" in run.output and "INCONCLUSIVE" in run.output
     assert "the request log holds only 5 requests" in run.output
     assert "at least 50 needed" in run.output
+
+
+CANARY = "netra-backend-staging-00749-6tr"  # tagged "canary" at 0 % in tagged-idle-revision
+
+
+def traffic(box: Sandbox, service: str = BACKEND) -> list[dict[str, object]]:
+    svc = next(s for s in box.status()["run"]["services"] if s["name"].endswith("/" + service))
+    return svc["traffic"]
+
+
+def test_an_idle_tagged_revision_holding_min_instances_fails_and_is_left_to_the_operator(incident: Sandbox) -> None:
+    incident.reset("tagged-idle-revision")
+    before = incident.status()["run"]["services"]
+    run = incident.gate("-m", "phase1", "--remediate", "--yes")
+    assert run.returncode == 1, run.output
+    assert f"{CANARY} (min instances 1 (tagged))" in run.output  # the criterion names it
+    # No step may fix it: the plan says so and names the manual action, and nothing is written.
+    assert "phase 1: nothing the gate may change; manual action needed" in run.output
+    assert f"MANUAL: {BACKEND}: {CANARY} is tagged 'canary'" in run.output
+    assert f"update-traffic {BACKEND} --remove-tags=canary" in run.output
+    assert "Nothing to change" not in (incident.reports / "phase1-plan.txt").read_text()
+    assert incident.writes() == 0 and incident.journal() == []
+    assert incident.status()["run"]["services"] == before
+    assert CANARY in incident.revisions()
+
+
+def _with_tag(box: Sandbox, scenario: str) -> str:
+    # The scenario, with its oldest backend revision tagged "legacy" at 0 % (untagged, it holds nothing).
+    text = (SCENARIOS / f"{scenario}.toml").read_text()
+    split = '  { revision = "netra-backend-staging-00750-69k", percent = 50 },\n]'
+    assert split in text
+    path = box.root / f"{scenario}-tagged.toml"
+    path.write_text(text.replace(f'name = "{scenario}"', f'name = "{scenario}-tagged"').replace(
+        split, split[:-1] + '  { revision = "netra-backend-staging-00748-q2d", percent = 0, tag = "legacy" },\n]'))
+    return str(path)
+
+
+def test_phase1_route_keeps_every_tag(incident: Sandbox) -> None:
+    incident.reset(_with_tag(incident, "incident-1278"))
+    run = incident.gate("-m", "phase1", "--remediate", "--yes")
+    assert run.returncode == 0, run.output
+    assert incident.serving() == {NEW: 100, "netra-backend-staging-00748-q2d": 0}
+    assert [t.get("tag") for t in traffic(incident)] == [None, "legacy"]
+    assert OLD not in incident.revisions() and "netra-backend-staging-00748-q2d" in incident.revisions()
+
+
+def test_phase1_rollback_restores_the_traffic_exactly_tags_included(incident: Sandbox) -> None:
+    # broken-latest, with the old revision's 50 % share tagged "blue": while the broken newest
+    # revision serves 100 %, the old one stays tagged at 0 %; the rollback puts back the share and its tag.
+    text = (SCENARIOS / "broken-latest.toml").read_text()
+    share = '{ revision = "netra-backend-staging-00749-6tr", percent = 50 }'
+    assert share in text
+    path = incident.root / "broken-latest-tagged.toml"
+    path.write_text(text.replace('name = "broken-latest"', 'name = "broken-latest-tagged"')
+                    .replace(share, share[:-2] + ', tag = "blue" }'))
+    incident.reset(str(path))
+    before = traffic(incident)
+    assert [t.get("tag") for t in before] == ["blue", None]
+    run = incident.gate("-m", "phase1", "--remediate", "--yes")
+    assert run.returncode == 1 and "rollback verified: yes" in run.output, run.output
+    assert traffic(incident) == before
+    (verified,) = [r for r in incident.journal() if r["event"] == "rollback.verified"]
+    assert f"traffic targets as captured; tags: blue→{OLD}" in verified["detail"]
+    assert OLD in incident.revisions()

@@ -78,3 +78,23 @@ def test_a_missing_credential_names_the_variable(incident: Sandbox) -> None:
     run = incident.gate("-m", "phase3", "-k", "golden_path", env={"GOLDENPATH_SIM_PASSWORD": ""})
     assert "set the environment variable(s) GOLDENPATH_SIM_PASSWORD" in run.output
     assert "ConfigError" in run.output and "Traceback" not in run.output
+
+
+def test_a_failed_deploy_moves_no_traffic_and_restores_the_template(incident: Sandbox) -> None:
+    # config-rollout-deploy-fails: the rollout's operation ends in error; the template names its revision,
+    # so a rollout that sent that name back with the changed template would be refused with 409 instead.
+    incident.reset("config-rollout-deploy-fails")
+    before_serving, before_env = serving(incident), template_env(incident)
+    run = incident.gate("-m", ALL_PHASES, "--remediate", "--yes")
+    assert run.returncode == 1, run.output
+    (error,) = [line for line in run.output.splitlines() if line.startswith("  error: ")]
+    assert f"{BACKEND}: the new revision did not deploy" in error
+    assert "is not ready and cannot serve traffic" in error and "400" in error
+    assert "Traffic was not moved" in error and "The template was restored and checked" in error
+    assert "already exists" not in run.output  # the gate cleared template.revision before each change
+    assert serving(incident) == before_serving
+    assert template_env(incident) == before_env
+    events = [(r["event"], r["step"]) for r in incident.journal() if r["phase"] == 3]
+    assert events == [("apply.before", "rollout-config"), ("apply.failed", "rollout-config")]
+    ops = incident.status()["run"]["operations"]
+    assert sum(1 for op in ops if op.get("error", {}).get("code") == 9) == 1

@@ -336,3 +336,142 @@ def test_template_min_without_max_is_valid(api: httpx.Client) -> None:
     body = copy.deepcopy(get_service(api))
     body["template"]["scaling"] = {"minInstanceCount": 2}
     ok(api.patch(service_url(), params={"validateOnly": "true"}, json=body))
+
+
+# ---- 4. Cloud Run as it really is: tags, deletions, min instances, named revisions, failed deploys ----
+
+TAGGED, DEPLOY_FAILS = "tagged-idle-revision", "config-rollout-deploy-fails"
+CANARY = "netra-backend-staging-00749-6tr"  # tagged "canary" at 0 % in tagged-idle-revision
+ANCIENT = "netra-backend-staging-00748-q2d"
+
+
+def reset(api: httpx.Client, scenario: str) -> None:
+    ok(api.post("/_twin/reset", params={"scenario": scenario}))
+
+
+def wait(api: httpx.Client, op: dict[str, Any]) -> dict[str, Any]:
+    done = json.loads(ok(api.post(f"/v2/{op['name']}:wait", json={"timeout": "8s"})))
+    assert done["done"] is True, done
+    return done
+
+
+def revision_url(name: str, service: str = BACKEND) -> str:
+    return f"{service_url(service)}/revisions/{name}"
+
+
+def provisioned(api: httpx.Client, name: str) -> int:
+    rev = run_v2.Revision.from_json(ok(api.get(revision_url(name))), ignore_unknown_fields=False)
+    return int(rev.scaling_status.desired_min_instance_count)
+
+
+def test_a_tag_gets_its_own_url_derived_from_the_service_url(api: httpx.Client) -> None:
+    reset(api, TAGGED)
+    svc = run_v2.Service.from_json(ok(api.get(service_url())), ignore_unknown_fields=False)
+    (tagged,) = [t for t in svc.traffic_statuses if t.tag]
+    assert (tagged.revision, tagged.percent, tagged.tag) == (CANARY, 0, "canary")
+    host = svc.uri.removeprefix("https://")
+    assert tagged.uri == f"https://canary---{host}"  # TAG---SERVICE-HASH-REGION.a.run.app
+    assert [t.tag for t in svc.traffic if t.revision == CANARY] == ["canary"]
+
+
+def test_an_update_that_leaves_a_tag_out_removes_its_url(api: httpx.Client) -> None:
+    reset(api, TAGGED)
+    before = get_service(api)
+    wait(api, json.loads(ok(api.patch(service_url(), json=with_traffic(before, {NEW: 100})))))
+    after = get_service(api)
+    assert all("tag" not in t and "uri" not in t for t in after["trafficStatuses"]), after["trafficStatuses"]
+
+
+def test_min_instances_run_only_while_a_revision_is_addressable(api: httpx.Client) -> None:
+    # incident-1278: OLD holds 50 % and min 1, so its instance runs; routed away and untagged, it stops.
+    assert provisioned(api, OLD) == 1
+    wait(api, json.loads(ok(api.patch(service_url(), json=with_traffic(get_service(api), {NEW: 100})))))
+    assert provisioned(api, OLD) == 0 and provisioned(api, NEW) == 1
+    reset(api, TAGGED)
+    assert provisioned(api, CANARY) == 1  # at 0 %, but tagged: started all the same
+    assert provisioned(api, ANCIENT) == 0
+
+
+def test_service_level_scaling_is_stored_and_divided_among_revisions_with_traffic(api: httpx.Client) -> None:
+    reset(api, TAGGED)
+    body = get_service(api)
+    assert body["scaling"]["minInstanceCount"] == 2
+    assert provisioned(api, NEW) == 2  # 100 % of the service's 2; the tagged revision gets none of them
+    assert provisioned(api, CANARY) == 1
+    body["scaling"] = {"minInstanceCount": 3}
+    wait(api, json.loads(ok(api.patch(service_url(), json=body))))
+    assert run_v2.Service.from_json(ok(api.get(service_url())), ignore_unknown_fields=False).scaling.min_instance_count == 3
+    assert provisioned(api, NEW) == 3
+
+
+@pytest.mark.parametrize("params", [{}, {"validateOnly": "true"}], ids=["write", "dry-run"])
+def test_deleting_a_tagged_revision_at_zero_percent_is_refused(api: httpx.Client, params: dict[str, str]) -> None:
+    reset(api, TAGGED)
+    message = google_error(api.delete(revision_url(CANARY), params=params), 400, "FAILED_PRECONDITION")
+    assert message == f'Revision "{CANARY}" cannot be directly deleted because it is actively serving.'
+    ok(api.get(revision_url(CANARY)))
+
+
+def test_deleting_the_only_revision_is_refused(api: httpx.Client) -> None:
+    only = "auth-service-staging-00311-k8x"
+    message = google_error(api.delete(revision_url(only, AUTH)), 400, "FAILED_PRECONDITION")
+    assert "only revision" in message
+
+
+def test_deleting_a_revision_with_a_stale_etag_is_aborted(api: httpx.Client) -> None:
+    google_error(api.delete(revision_url(ANCIENT), params={"etag": '"not-its-etag"'}), 409, "ABORTED")
+    ok(api.get(revision_url(ANCIENT)))
+
+
+def test_deleting_an_idle_untagged_revision_with_its_etag_works(api: httpx.Client) -> None:
+    etag = json.loads(ok(api.get(revision_url(ANCIENT))))["etag"]
+    op = json.loads(ok(api.delete(revision_url(ANCIENT), params={"etag": etag})))
+    wait(api, op)
+    assert api.get(revision_url(ANCIENT)).status_code == 404
+
+
+def changed_env(service: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(service)
+    body["template"]["containers"][0]["env"] = [{"name": "DEMO_MODE", "value": "0"}]
+    return body
+
+
+@pytest.mark.parametrize("params", [{}, {"validateOnly": "true"}], ids=["write", "dry-run"])
+def test_a_changed_template_naming_an_existing_revision_is_refused(api: httpx.Client, params: dict[str, str]) -> None:
+    reset(api, DEPLOY_FAILS)
+    before = get_service(api)
+    assert before["template"]["revision"] == NEW  # the deployer names its revisions
+    message = google_error(api.patch(service_url(), params=params, json=changed_env(before)), 409, "ALREADY_EXISTS")
+    assert message == f"Revision named '{NEW}' with different configuration already exists."
+    assert get_service(api) == before
+    # The same template under the same name is no conflict (a traffic-only read-modify-write).
+    ok(api.patch(service_url(), params={"validateOnly": "true"}, json=with_traffic(before, {NEW: 100})))
+
+
+def test_a_failed_deploy_ends_the_operation_in_error_and_keeps_serving(api: httpx.Client) -> None:
+    reset(api, DEPLOY_FAILS)
+    body = changed_env(get_service(api))
+    del body["template"]["revision"]  # let Cloud Run name it
+    finished = parse_operation(ok(api.post(f"/v2/{json.loads(ok(api.patch(service_url(), json=body)))['name']}:wait",
+                                           json={"timeout": "8s"})))
+    assert finished.done and finished.WhichOneof("result") == "error"
+    assert finished.error.code == 9  # google.rpc.Code.FAILED_PRECONDITION
+    assert "is not ready and cannot serve traffic" in finished.error.message
+    assert "failed to start and listen on the port defined provided by the PORT=8080" in finished.error.message
+    svc = run_v2.Service.from_json(ok(api.get(service_url())), ignore_unknown_fields=False)
+    failed = svc.latest_created_revision.rsplit("/", 1)[-1]
+    assert failed != NEW and svc.latest_ready_revision.endswith("/" + NEW)
+    assert [(t.revision, t.percent) for t in svc.traffic_statuses] == [(NEW, 100)]
+    assert svc.terminal_condition.state.name == "CONDITION_FAILED"
+    assert failed in svc.terminal_condition.message
+    rev = run_v2.Revision.from_json(ok(api.get(revision_url(failed))), ignore_unknown_fields=False)
+    assert [c.state.name for c in rev.conditions if c.type_ == "Ready"] == ["CONDITION_FAILED"]
+    # The latest revision cannot be deleted, even when it serves nothing.
+    assert "latest revision" in google_error(api.delete(revision_url(failed)), 400, "FAILED_PRECONDITION")
+    # Back to the configuration the service had: a known one, which deploys.
+    restore = get_service(api)
+    restore["template"]["containers"] = get_service(api)["template"]["containers"]
+    restore["template"]["containers"][0]["env"] = [{"name": "DEMO_MODE", "value": "1"}]
+    done = wait(api, json.loads(ok(api.patch(service_url(), json=restore))))
+    assert "error" not in done, done
+    assert get_service(api)["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"

@@ -48,6 +48,9 @@ def operation(op: dict[str, Any], kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {"name": op["name"], "done": op["done"]}
     if op.get("metadata") is not None:
         out["metadata"] = {"@type": type_url, **_roundtrip(message_type, op["metadata"])}
-    if op["done"] and op.get("response") is not None:
+    if op["done"] and op.get("error") is not None:
+        # google.rpc.Status: a failed operation carries its error instead of a response.
+        out["error"] = {"code": int(op["error"]["code"]), "message": str(op["error"]["message"])}
+    elif op["done"] and op.get("response") is not None:
         out["response"] = {"@type": type_url, **_roundtrip(message_type, op["response"])}
     return out

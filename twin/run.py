@@ -5,8 +5,12 @@ JSON (``world.state["services" | "revisions" | "operations"]``). Time is lazy: a
 when it finishes, and :func:`advance` (at every request) completes it.
 
 Rules reproduced here (each with its source in ``twin/README.md``): a stale etag is ABORTED;
-traffic targets sum to 100, each 0-100, naming revisions of the service; ``validateOnly`` changes
-nothing; a template change creates a revision; a revision that receives traffic cannot be deleted.
+traffic targets sum to 100, each 0-100, naming revisions of the service, and may carry a tag (its own
+URL, ``https://TAG---<service host>``); ``validateOnly`` changes nothing; a template change creates a
+revision, and a template naming an existing revision with another configuration is refused; a deploy
+can fail (the operation ends in error, the service keeps its last ready state); a revision that can
+receive traffic (traffic or a tag), the latest one, or the only one cannot be deleted; a revision's
+minimum instances run only while it is addressable (``scalingStatus.desiredMinInstanceCount``).
 Every revision logs its start on ``run.googleapis.com%2Fstderr``: "Container started" when it could,
 ERROR entries when it could not (or when its scenario says it logged some).
 """
@@ -42,18 +46,32 @@ def seed(world: Store, sc: Scenario, now: float) -> None:
         revs = sorted(svc.revisions, key=lambda r: -r.created_minutes_ago)
         connector = f"{base}/connectors/{svc.vpc_connector}" if svc.vpc_connector else None
         for rev in revs:
+            resource = encode.revision(_revision_resource(base, svc.name, rev, now, connector))
             st["revisions"][rev.name] = {
                 "service": svc.name,
                 "broken": rev.broken,
-                "resource": encode.revision(_revision_resource(base, svc.name, rev, now, connector)),
+                "template": _template_from_revision(resource),
+                "resource": resource,
             }
         latest = revs[-1].name
         updated = now - svc.updated_minutes_ago * 60
         created = now - revs[0].created_minutes_ago * 60
         traffic = [
-            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": t.revision, "percent": t.percent}
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": t.revision, "percent": t.percent,
+             **({"tag": t.tag} if t.tag else {})}
             for t in svc.traffic
         ]
+        template = _template_from_revision(st["revisions"][latest]["resource"])
+        if svc.named_revisions:
+            template["revision"] = latest
+        scaling = {}
+        if svc.scaling is not None:
+            scaling = {"scaling": {k: v for k, v in {
+                "minInstanceCount": svc.scaling.min_instance_count,
+                "maxInstanceCount": svc.scaling.max_instance_count,
+                "scalingMode": svc.scaling.scaling_mode,
+                "manualInstanceCount": svc.scaling.manual_instance_count,
+            }.items() if v is not None}}
         uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{base}/services/{svc.name}"))
         generation = len(revs) + 3
         resource = {
@@ -66,7 +84,8 @@ def seed(world: Store, sc: Scenario, now: float) -> None:
             "lastModifier": f"deployer@{sc.project}.iam.gserviceaccount.com",
             "ingress": "INGRESS_TRAFFIC_ALL",
             "launchStage": "GA",
-            "template": _template_from_revision(st["revisions"][latest]["resource"]),
+            "template": template,
+            **scaling,
             "traffic": traffic,
             "observedGeneration": str(generation),
             "terminalCondition": _condition("Ready", "CONDITION_SUCCEEDED", updated),
@@ -76,13 +95,14 @@ def seed(world: Store, sc: Scenario, now: float) -> None:
             ],
             "latestReadyRevision": f"{base}/services/{svc.name}/revisions/{latest}",
             "latestCreatedRevision": f"{base}/services/{svc.name}/revisions/{latest}",
-            "trafficStatuses": [dict(t) for t in traffic],
             "uri": f"https://{svc.name}-{uid[:10]}-uc.a.run.app",
             "reconciling": False,
             "etag": make_etag(uid, generation),
         }
+        resource["trafficStatuses"] = resolve_traffic(resource)
         st["services"][svc.name] = {"hosts": list(svc.hosts), "kind": svc.kind, "resource": encode.service(resource)}
         st["counters"][svc.name] = 0
+        refresh_instances(world, svc.name)
 
     # Every scenario revision started once, when it was created: its startup log says how.
     for svc in sc.services:
@@ -110,34 +130,102 @@ def complete(world: Store, op: dict[str, Any], now: float) -> None:
     if op["kind"] == "update_service":
         svc = world.state["services"][op["service"]]["resource"]
         base = svc["name"]
+        failure = None
         if op.get("new_revision"):
-            svc["latestReadyRevision"] = f"{base}/revisions/{op['new_revision']}"
             record = world.state["revisions"][op["new_revision"]]
             rev = record["resource"]
             rev["reconciling"] = False
-            # A broken rollout revision is still marked Ready, as the scenarios' broken revisions are
-            # (real Cloud Run would fail the deploy instead): it answers 503 once traffic reaches it,
-            # and its startup log says why, so a gate must look at both before trusting it.
-            rev["conditions"] = [_condition("Ready", "CONDITION_SUCCEEDED", now)]
+            if record.get("deploy_fails"):
+                # The deploy fails (rollout.deploy_fails): the revision never becomes ready, the
+                # service keeps serving its last ready revision, and the operation ends in error
+                # with google.rpc.Code 9 (FAILED_PRECONDITION), as Cloud Run's does.
+                failure = deploy_failure(op["new_revision"])
+                rev["conditions"] = [_condition("Ready", "CONDITION_FAILED", now, failure)]
+            else:
+                svc["latestReadyRevision"] = f"{base}/revisions/{op['new_revision']}"
+                # A broken rollout revision (rollout.new_revisions_broken) is still marked Ready, as the
+                # scenarios' broken revisions are: it answers 503 once traffic reaches it, and its
+                # startup log says why, so a gate must look at both before trusting it.
+                rev["conditions"] = [_condition("Ready", "CONDITION_SUCCEEDED", now)]
             log_startup(world, op["service"], op["new_revision"], op.get("created_at", now), now,
-                        broken=record["broken"], errors=[], explain_broken=True)
+                        broken=record["broken"] or failure is not None, errors=[], explain_broken=True)
         svc["trafficStatuses"] = resolve_traffic(svc)
         svc["observedGeneration"] = svc["generation"]
         svc["reconciling"] = False
-        svc["terminalCondition"] = _condition("Ready", "CONDITION_SUCCEEDED", now)
-        op["response"] = dict(svc)
+        if failure is None:
+            svc["terminalCondition"] = _condition("Ready", "CONDITION_SUCCEEDED", now)
+            op["response"] = dict(svc)
+        else:
+            svc["terminalCondition"] = _condition("Ready", "CONDITION_FAILED", now, failure)
+            op["error"] = {"code": 9, "message": failure}
+        refresh_instances(world, op["service"])
     elif op["kind"] == "delete_revision":
         rev = world.state["revisions"].pop(op["revision"])
         op["response"] = rev["resource"]
+        refresh_instances(world, op["service"])
+
+
+def deploy_failure(revision: str) -> str:
+    # Cloud Run's message for a container that did not start (quoted in public issue threads).
+    return (f"Revision '{revision}' is not ready and cannot serve traffic. The user-provided container failed "
+            "to start and listen on the port defined provided by the PORT=8080 environment variable within "
+            "the allocated timeout. This can happen when the container port is misconfigured or if the timeout "
+            "is too short. Logs for this revision might contain more information.")
 
 def resolve_traffic(svc: dict[str, Any]) -> list[dict[str, Any]]:
+    """``trafficStatuses`` from ``traffic``: LATEST resolved, a tag given its URL (TrafficTargetStatus.uri)."""
     out = []
     for t in svc.get("traffic", []):
         t = dict(t)
         if t.get("type") == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST":
             t["revision"] = svc["latestReadyRevision"].rsplit("/", 1)[-1]
+        if t.get("tag"):
+            t["uri"] = tag_uri(svc["uri"], t["tag"])
         out.append(t)
     return out
+
+
+def tag_uri(service_uri: str, tag: str) -> str:
+    """A tagged revision's URL: the tag and three dashes before the service's host
+    (https://cloud.google.com/run/docs/triggering/https-request, "Service URL")."""
+    scheme, _, host = service_uri.partition("://")
+    return f"{scheme}://{tag}---{host}"
+
+
+def addressable(svc: dict[str, Any]) -> dict[str, int]:
+    """Revisions that can receive traffic (a share, a tag, or the latest ready one behind a LATEST
+    target), each with the percent it receives."""
+    out: dict[str, int] = {}
+    for t in resolve_traffic(svc):
+        if t.get("revision") and (int(t.get("percent", 0)) > 0 or t.get("tag")):
+            out[t["revision"]] = out.get(t["revision"], 0) + int(t.get("percent", 0))
+    return out
+
+
+def refresh_instances(world: Store, service: str) -> None:
+    """Each revision's ``scalingStatus.desiredMinInstanceCount`` ("the current number of min instances
+    provisioned for this revision"): Cloud Run starts a revision's minimum instances only while it is
+    addressable (traffic or a tag; https://cloud.google.com/run/docs/configuring/min-instances), and
+    divides the service-level minimum among the revisions with traffic by percent (ServiceScaling).
+    How the two levels combine is not documented where we could read it; the twin takes the larger,
+    and rounds a share up."""
+    svc = world.state["services"][service]["resource"]
+    reach = addressable({**svc, "traffic": svc.get("trafficStatuses", [])})
+    service_min = int(svc.get("scaling", {}).get("minInstanceCount", 0))
+    for name, record in world.state["revisions"].items():
+        if record["service"] != service:
+            continue
+        rev = record["resource"]
+        count = 0
+        if name in reach:
+            own = int(rev.get("scaling", {}).get("minInstanceCount", 0))
+            share = -(-service_min * reach[name] // 100)
+            count = max(own, share)
+        if count:
+            rev["scalingStatus"] = {"desiredMinInstanceCount": count}
+        else:
+            rev.pop("scalingStatus", None)
+    world.dirty = True
 
 
 def _check_parent(world: Store, project: str, location: str) -> None:
@@ -206,6 +294,12 @@ def update_service(
     template_changed = new_template is not None and _comparable_template(new_template) != _comparable_template(
         current["template"]
     )
+    named = (new_template or {}).get("revision")
+    existing = world.state["revisions"].get(named) if named else None
+    if existing is not None and _comparable_template(existing.get("template", {})) != _comparable_template(new_template or {}):
+        # A read-modify-write that sends back template.revision with a changed template asks for a
+        # second revision of that name (googleapis/google-cloud-python#14259).
+        raise ApiError(409, "ALREADY_EXISTS", f"Revision named '{named}' with different configuration already exists.")
     op_id = str(uuid.uuid4())
     op_name = f"projects/{project}/locations/{location}/operations/{op_id}"
     if validate_only:
@@ -220,18 +314,29 @@ def update_service(
     updated["reconciling"] = True
     updated["terminalCondition"] = _condition("Ready", "CONDITION_RECONCILING", now)
     if traffic:
+        # Stored as sent: an update without a tag it had removes that tag and its URL.
         updated["traffic"] = [
             {k: v for k, v in t.items() if k in ("type", "revision", "percent", "tag")} for t in traffic
         ]
+    if "scaling" in body:
+        updated["scaling"] = body["scaling"]
     op: dict[str, Any] = {"kind": "update_service", "service": name, "done": False}
     duration = world.state["timing"]["deploy_seconds"]
     if template_changed:
         rollout = world.state.get("rollout", {})
-        rev_name = _new_revision_name(world, name)
+        # A name the template gives is the new revision's (a name already taken never is: that
+        # revision would be replaced, which Cloud Run never does).
+        rev_name = named if named and existing is None else _new_revision_name(world, name)
         rev_resource = encode.revision(_revision_from_template(current["name"], rev_name, new_template, now))
-        # The scenario decides whether the revisions a rollout creates can start (config-rollout-broken).
+        # The scenario decides whether the revisions a rollout creates can start (config-rollout-broken),
+        # or whether their deploy fails (config-rollout-deploy-fails): a template one of the service's
+        # revisions already had (a restore) is known to start.
         broken = bool(rollout.get("new_revisions_broken", False))
-        world.state["revisions"][rev_name] = {"service": name, "broken": broken, "resource": rev_resource}
+        known = any(r["service"] == name and not r.get("deploy_fails") and _comparable_template(r.get("template", {})) == _comparable_template(new_template)
+                    for r in world.state["revisions"].values())
+        fails = bool(rollout.get("deploy_fails", False)) and not known
+        world.state["revisions"][rev_name] = {"service": name, "broken": broken, "deploy_fails": fails,
+                                              "template": new_template, "resource": rev_resource}
         updated["template"] = new_template
         updated["latestCreatedRevision"] = f"{current['name']}/revisions/{rev_name}"
         op["new_revision"] = rev_name
@@ -264,12 +369,21 @@ def delete_revision(
     if etag and etag != rev["etag"]:
         raise ApiError(409, "ABORTED", f"Revision {name} was modified since it was read (stale etag).")
     svc = get_service(world, project, location, service)
-    holding = {t.get("revision") for t in svc["trafficStatuses"] + svc["traffic"] if int(t.get("percent", 0)) > 0}
-    if name in holding:
-        raise ApiError(
-            400, "FAILED_PRECONDITION",
-            f"Revision {name} is receiving traffic and cannot be deleted. Route its traffic elsewhere first.",
-        )
+    # "You cannot delete a revision if: it is able to receive traffic, it is the only revision of the
+    # service, it is the latest revision of the service." (https://cloud.google.com/run/docs/managing/revisions)
+    # The "actively serving" wording is the v1 API's (quoted in hashicorp/waypoint#814); the other two
+    # messages are the twin's own: Google's wording for them was not found.
+    if sum(1 for r in world.state["revisions"].values() if r["service"] == service) == 1:
+        raise ApiError(400, "FAILED_PRECONDITION",
+                       f'Revision "{name}" cannot be deleted because it is the only revision of service "{service}".')
+    latest = {svc.get("latestCreatedRevision", "").rsplit("/", 1)[-1], svc.get("latestReadyRevision", "").rsplit("/", 1)[-1]}
+    if name in latest:
+        raise ApiError(400, "FAILED_PRECONDITION",
+                       f'Revision "{name}" cannot be deleted because it is the latest revision of service "{service}".')
+    reach = addressable(svc) | addressable({**svc, "traffic": svc.get("trafficStatuses", [])})
+    if name in reach:
+        raise ApiError(400, "FAILED_PRECONDITION",
+                       f'Revision "{name}" cannot be directly deleted because it is actively serving.')
     op_id = str(uuid.uuid4())
     op_name = f"projects/{project}/locations/{location}/operations/{op_id}"
     if validate_only:
@@ -292,7 +406,9 @@ def operation_json(op: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": op["name"], "done": op["done"]}
     if op.get("metadata") is not None:
         out["metadata"] = op["metadata"]
-    if op["done"] and op.get("response") is not None:
+    if op["done"] and op.get("error") is not None:
+        out["error"] = op["error"]
+    elif op["done"] and op.get("response") is not None:
         out["response"] = op["response"]
     return out
 
@@ -426,8 +542,8 @@ def _pick(serving: list[dict[str, Any]], n: int) -> str:
     return serving[-1]["revision"] if serving else ""
 
 
-def _condition(kind: str, state: str, at: float) -> dict[str, Any]:
-    return {"type": kind, "state": state, "lastTransitionTime": rfc3339(at)}
+def _condition(kind: str, state: str, at: float, message: str = "") -> dict[str, Any]:
+    return {"type": kind, "state": state, "lastTransitionTime": rfc3339(at), **({"message": message} if message else {})}
 
 
 def _revision_resource(base: str, service: str, rev: RevisionSpec, now: float,
@@ -472,7 +588,9 @@ def _template_from_revision(rev: dict[str, Any]) -> dict[str, Any]:
 
 
 def _comparable_template(t: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in t.items() if k != "revision"}, sort_keys=True)
+    # Through the message type, so a default written out and one left out compare equal.
+    normal = encode.service({"template": {k: v for k, v in t.items() if k != "revision"}}).get("template", {})
+    return json.dumps(normal, sort_keys=True)
 
 
 def _revision_from_template(service_name: str, rev_name: str, template: dict[str, Any], now: float) -> dict[str, Any]:

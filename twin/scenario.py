@@ -56,6 +56,17 @@ class RevisionSpec(_Strict):
 class TrafficSpec(_Strict):
     revision: str
     percent: int = Field(ge=0, le=100)
+    # A traffic tag: the revision gets its own URL (https://TAG---SERVICE-HOST), even at 0 %.
+    tag: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]*$")
+
+
+class ServiceScalingSpec(_Strict):
+    """Service-level scaling (run.v2 ServiceScaling): totals divided among the revisions with traffic."""
+
+    min_instance_count: int = Field(0, ge=0)
+    max_instance_count: int = Field(0, ge=0)   # 0: unset
+    scaling_mode: str = "AUTOMATIC"            # AUTOMATIC | MANUAL (ServiceScaling.ScalingMode names)
+    manual_instance_count: int | None = Field(None, ge=0)
 
 
 class ConnectorSpec(_Strict):
@@ -113,6 +124,10 @@ class RolloutSpec(_Strict):
     """What happens to revisions the control plane creates from a template change."""
 
     new_revisions_broken: bool = False  # they fail their health checks and log startup errors
+    # The deploy itself fails: a revision from a template none of the service's revisions had never
+    # becomes ready, its operation ends in error (FAILED_PRECONDITION) and the service keeps serving
+    # its last ready state. A template a revision already had (a restore) deploys.
+    deploy_fails: bool = False
     startup_seconds: float = Field(1.0, ge=0)
 
 
@@ -177,6 +192,10 @@ class ServiceSpec(_Strict):
     updated_minutes_ago: float = 60
     traffic: list[TrafficSpec]
     revisions: list[RevisionSpec]
+    scaling: ServiceScalingSpec | None = None
+    # The deployer names its revisions (gcloud deploy --revision-suffix): the service's template
+    # carries the latest revision's name (template.revision), as a read of the service shows it.
+    named_revisions: bool = False
 
     @model_validator(mode="after")
     def _traffic_is_consistent(self) -> "ServiceSpec":
@@ -184,6 +203,9 @@ class ServiceSpec(_Strict):
         for t in self.traffic:
             if t.revision not in names:
                 raise ValueError(f"traffic names revision {t.revision!r}, which the service does not list")
+        tags = [t.tag for t in self.traffic if t.tag]
+        if len(tags) != len(set(tags)):
+            raise ValueError(f"traffic tags repeat: {', '.join(sorted(tags))}; each tag is one URL")
         if sum(t.percent for t in self.traffic) != 100:
             raise ValueError("traffic percents must sum to 100, as Cloud Run requires")
         return self

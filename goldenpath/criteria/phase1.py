@@ -102,26 +102,36 @@ def no_contention(svc: ServiceState, revisions: Sequence[RevisionState]) -> Verd
     serving = next(iter(holding)) if len(holding) == 1 else None
     # Cloud Run starts a revision's minimum instances only while it is addressable (it holds
     # traffic or a tag): an old revision at 0 % and untagged holds none, whatever its setting.
+    # The API's own count (scalingStatus.desiredMinInstanceCount) is taken when it says more.
     addressable = holding | tagged(svc)
-    contenders = []
+    # Service-level minimum instances are divided among the revisions with traffic by percent
+    # (ServiceScaling.minInstanceCount); tags get none of them (rollouts-rollbacks-traffic-migration).
+    service_min = int(svc.raw.get("scaling", {}).get("minInstanceCount", 0))
+    contenders, tagged_idle = [], []
     for rev in revisions:
         if rev.name == serving:
             continue
         why = []
         if rev.name in holding:
             share = next(s.percent for s in svc.holding_traffic if s.revision == rev.name)
-            why.append(f"{share} % of traffic")
-        if rev.min_instances > 0 and rev.name in addressable:
-            why.append(f"min instances {rev.min_instances}" + ("" if rev.name in holding else " (tagged)"))
+            why.append(f"{share} % of traffic" + (f" and its share of the service's {service_min} min instances"
+                                                  if service_min else ""))
+        held = max(rev.min_instances if rev.name in addressable else 0, rev.provisioned_min)
+        if held > 0:
+            why.append(f"min instances {held}" + ("" if rev.name in holding else " (tagged)"))
+            if rev.name not in holding:
+                tagged_idle.append(rev.name)
         if why:
             contenders.append(f"{rev.name} ({', '.join(why)})")
-    evidence = {"revisions": {r.name: {"min_instances": r.min_instances, "addressable": r.name in addressable}
-                              for r in revisions},
-                "serving": sorted(holding)}
+    evidence = {"revisions": {r.name: {"min_instances": r.min_instances, "provisioned_min": r.provisioned_min,
+                                       "addressable": r.name in addressable} for r in revisions},
+                "serving": sorted(holding), "service_min_instances": service_min}
     if contenders:
+        by_hand = (f" ({', '.join(tagged_idle)}: a tagged revision keeps its minimum instances while tagged; "
+                   "remove the tag or move it to a revision with min instances 0)") if tagged_idle else ""
         return Verdict(NO_CONTENTION, svc.name, Status.FAIL,
                        f"{svc.name}: revisions other than the serving one hold resources: {'; '.join(contenders)}; "
-                       "expected only the serving revision to hold traffic or minimum instances", evidence)
+                       f"expected only the serving revision to hold traffic or minimum instances{by_hand}", evidence)
     return Verdict(NO_CONTENTION, svc.name, Status.PASS,
                    f"{svc.name}: only {serving or 'the serving revision'} holds traffic or minimum instances",
                    evidence)

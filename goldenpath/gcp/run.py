@@ -2,10 +2,16 @@
 
 Writes always go validate_only first (the server's dry run), then for real with the etag read
 just before, and wait on the operation with backoff. The client library is imported on first use.
+
+A traffic change keeps every traffic tag it was not asked to remove: a tag is someone's URL
+(``https://TAG---<service host>``), and an update that leaves it out removes it. A changed template
+never carries the name of the revision it was read from (Cloud Run would refuse it: "Revision named
+'…' with different configuration already exists.").
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Sequence
@@ -113,6 +119,7 @@ class CloudRun:
             ready=ready,
             raw=to_json(rev),
             env=env,
+            provisioned_min=int(rev.scaling_status.desired_min_instance_count),
         )
 
     def set_template(self, service: str, spec: dict[str, Any], *, expected_etag: str = "") -> ServiceState:
@@ -160,29 +167,67 @@ class CloudRun:
     # ---- writes --------------------------------------------------------------------------
 
     def set_traffic(self, service: str, shares: Sequence[TrafficShare], *, expected_etag: str) -> ServiceState:
-        """Route traffic exactly as ``shares`` says; refuse if the service changed since it was planned."""
+        """Route traffic as ``shares`` says, keeping every tag (a tagged revision left out of ``shares``
+        stays tagged at 0 %); refuse if the service changed since it was planned."""
         v2 = self._v2
         msg = self._read_for_update(service, expected_etag)
-        msg.traffic = [
-            v2.TrafficTarget(type_=v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
-                             revision=s.revision, percent=s.percent)
-            for s in shares
-        ]
+        msg.traffic = with_tags([(s.revision, s.percent) for s in shares], list(msg.traffic), v2)
         return self._update(service, msg)
 
+    def set_traffic_exact(self, service: str, entries: Sequence[dict[str, Any]], *, expected_etag: str) -> ServiceState:
+        """Put back ``traffic`` as it was read (REST JSON entries: type, revision, percent, tag), tags
+        included: a rollback restores what it captured, not an approximation of it."""
+        v2 = self._v2
+        msg = self._read_for_update(service, expected_etag)
+        msg.traffic = [v2.TrafficTarget.from_json(json.dumps(e)) for e in entries]
+        return self._update(service, msg)
+
+    def get_revision_etag(self, service: str, revision: str) -> str:
+        path = f"{self.service_path(service)}/revisions/{revision}"
+        with self.session.call(self.API, "revisions.get", path):
+            rev = self._revisions.get_revision(name=path, retry=self.session.read_retry(),
+                                               timeout=self.session.target.timeouts.api_seconds)
+        return str(rev.etag)
+
     def delete_revision(self, service: str, revision: str) -> str:
-        """Delete a revision (irreversible); returns the operation's name for the journal."""
+        """Delete a revision (irreversible), guarded by its etag read just before; returns the
+        operation's name for the journal."""
         path = f"{self.service_path(service)}/revisions/{revision}"
         timeout = self.session.target.timeouts.api_seconds
+        etag = self.get_revision_etag(service, revision)
         with self.session.call(self.API, "revisions.delete(validate_only)", path):
             self._revisions.delete_revision(
-                request=self._v2.DeleteRevisionRequest(name=path, validate_only=True), timeout=timeout
+                request=self._v2.DeleteRevisionRequest(name=path, validate_only=True, etag=etag), timeout=timeout
             ).result(timeout=timeout)
         with self.session.call(self.API, "revisions.delete", path):
-            op = self._revisions.delete_revision(request=self._v2.DeleteRevisionRequest(name=path), timeout=timeout)
+            op = self._revisions.delete_revision(request=self._v2.DeleteRevisionRequest(name=path, etag=etag),
+                                                 timeout=timeout)
         with self.session.call(self.API, "operations.wait", op.operation.name):
             op.result(timeout=self.session.target.timeouts.operation_seconds, polling=self.session.polling())
         return op.operation.name
+
+
+def with_tags(shares: Sequence[tuple[str, int]], current: Sequence[Any], v2: Any) -> list[Any]:
+    """The traffic targets for ``shares`` (revision, percent) with every tag of ``current`` kept: a
+    tag on a revision that gets a share stays on that share's target, any other tag stays as a 0 %
+    target of its own (of type LATEST if it was one)."""
+    revision_type = v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+    out = [v2.TrafficTarget(type_=revision_type, revision=rev, percent=pct) for rev, pct in shares]
+    for old in current:
+        if not old.tag:
+            continue
+        home = next((t for t in out if old.revision and t.revision == old.revision and not t.tag), None)
+        if home is not None:
+            home.tag = old.tag
+        else:
+            out.append(v2.TrafficTarget(type_=old.type_, revision=old.revision, percent=0, tag=old.tag))
+    return out
+
+
+def tags_of(service_raw: dict[str, Any]) -> list[dict[str, str]]:
+    """The service's traffic tags (REST JSON), for a journal and a check that none was lost."""
+    return sorted(({"tag": t["tag"], "revision": t.get("revision", "LATEST")}
+                   for t in service_raw.get("traffic", []) if t.get("tag")), key=lambda t: t["tag"])
 
 
 def template_spec(service_raw: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:

@@ -63,7 +63,12 @@ class Change:
         return {**asdict(self), "needs_consent": self.needs_consent, "diff": self.diff()}
 
 
-def render_plan(changes: list[Change]) -> str:
+def render_plan(changes: list[Change], manual: list[str] | None = None) -> str:
+    """The plan for people; ``manual`` are the actions no step may take (see ``PhaseRemedy.manual``)."""
+    by_hand = [f"[manual] {m}" for m in manual or []]
+    if not changes and by_hand:
+        return "\n\n".join(["Nothing the gate may change, but the target does not meet these steps: "
+                             "manual action is needed."] + by_hand)
     if not changes:
         return "Nothing to change: the target already meets what these steps would establish."
-    return "\n\n".join(c.render() for c in changes)
+    return "\n\n".join([c.render() for c in changes] + by_hand)

@@ -3,6 +3,11 @@
 Runbook: "Resolve Dual Revision Deployment State" and "If Phase 1 Fails". Where the runbook names
 revisions literally, the plan uses what Cloud Run reports: the latest *ready* revision
 gets the traffic, and only revisions that held traffic or minimum instances are deleted.
+
+Traffic tags are someone's URL: the route keeps every tag (a tagged revision stays tagged at 0 %),
+its rollback puts back the traffic exactly as it was read, tags included, and a tagged revision is
+never deleted (Cloud Run refuses: it "is able to receive traffic"). A tagged revision that keeps
+minimum instances running is therefore left to the operator, and the plan says what to do by hand.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from goldenpath.config import Target
 from goldenpath.criteria import phase1 as criteria
 from goldenpath.observations import ServiceObservation, TrafficShare
 from goldenpath.observe import Observer
+from goldenpath.gcp.run import tags_of
 from goldenpath.remediation.change import Change
 from goldenpath.remediation.remedy import ObservedRemedy
 from goldenpath.verdict import Verdict
@@ -44,28 +50,33 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
             # state: the criteria say so, and the gate changes nothing it cannot know the intent of.
             continue
         if list(holding) != target_split or [s for s in svc.requested if s.percent] != target_split:
+            tags = tags_of(svc.raw)
+            kept = {"tags": tags} if tags else {}
             changes.append(Change(
                 phase=1, step=ROUTE, subject=name, resource=svc.full_name,
                 summary=f"{name}: route 100 % of traffic to {latest} (now {svc.split_text()})",
-                before={"traffic": _shares(holding)}, after={"traffic": _shares(target_split)},
+                before={"traffic": _shares(holding), **kept}, after={"traffic": _shares(target_split), **kept},
                 reversible=True,
                 gcloud=f"gcloud run services update-traffic {name} --to-revisions={latest}=100 {where}",
                 why=f"{latest} is the latest ready revision as Cloud Run reports it; the split is restored "
-                    "if Phase 1 does not verify",
+                    "if Phase 1 does not verify" + ("; every traffic tag stays as it is" if tags else ""),
                 expected_etag=svc.etag,
-                payload={"service": name, "to": _shares(target_split), "restore": _shares(holding)},
+                payload={"service": name, "to": _shares(target_split), "restore": _shares(holding),
+                         "restore_traffic": list(svc.raw.get("traffic", []))},
             ))
         if obs.burst is None:
             # Deletion is irreversible: never on control-plane evidence alone. A service without a
             # health URL cannot show that the serving revision really answers.
             continue
         for rev in obs.revisions:
-            if rev.name == latest:
+            if rev.name == latest or rev.name in tagged:
+                # Cloud Run refuses to delete a tagged revision (it can receive traffic by its URL);
+                # removing a tag is the operator's call: see manual().
                 continue
             held = [s.percent for s in holding if s.revision == rev.name]
-            # Only what contends: traffic, or minimum instances Cloud Run actually starts (a tagged
-            # revision). An untagged revision at 0 % holds nothing, and stays as a way back.
-            if not held and not (rev.min_instances and rev.name in tagged):
+            # Only what contends: traffic. An untagged revision at 0 % starts no minimum instances
+            # (it is not addressable) and stays as a way back.
+            if not held:
                 continue
             holds = ", ".join(filter(None, [f"{held[0]} % of traffic" if held else "",
                                             f"min instances {rev.min_instances}" if rev.min_instances else ""]))
@@ -84,6 +95,34 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
     return changes
 
 
+def manual(target: Target, observations: dict[str, ServiceObservation]) -> list[str]:
+    """What contends and no step of the plan may change: tagged revisions that keep minimum
+    instances running. The gate never removes a tag (it is someone's URL)."""
+    where = f"--region={target.region} --project={target.project}"
+    out = []
+    for name, obs in observations.items():
+        svc = obs.service
+        if svc.reconciling:
+            continue
+        latest = svc.latest_ready
+        # What Cloud Run serves (trafficStatuses), as the contention criterion reads it.
+        tags = {t["revision"]: t["tag"] for t in svc.raw.get("trafficStatuses", []) if t.get("tag") and t.get("revision")}
+        for rev in obs.revisions:
+            held = max(rev.min_instances, rev.provisioned_min)
+            if rev.name == latest or rev.name not in tags or not held:
+                continue
+            tag = tags[rev.name]
+            out.append(
+                f"{name}: {rev.name} is tagged '{tag}' and keeps {held} minimum instance(s) running, which "
+                "contend with the serving revision. The gate removes no tag (it is someone's URL) and Cloud Run "
+                "refuses to delete a tagged revision. By hand: remove the tag if nobody uses that URL "
+                f"(gcloud run services update-traffic {name} --remove-tags={tag} {where}), then the revision "
+                "holds nothing; or, to keep the URL, deploy that configuration with min instances 0 and move "
+                f"the tag to the new revision (--set-tags={tag}=NEW_REVISION)."
+            )
+    return out
+
+
 class RouteTraffic:
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
@@ -96,15 +135,24 @@ class RouteTraffic:
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
         p = change.payload
-        state = self.observer.run.set_traffic(
-            p["service"], [TrafficShare(**s) for s in p["restore"]], expected_etag=applied.get("etag", ""))
-        return {"traffic": _shares(state.holding_traffic), "etag": state.etag}
+        # The traffic exactly as it was read when planned, tags included.
+        state = self.observer.run.set_traffic_exact(p["service"], p["restore_traffic"],
+                                                    expected_etag=applied.get("etag", ""))
+        return {"traffic": _shares(state.holding_traffic), "tags": tags_of(state.raw), "etag": state.etag}
 
     def restored(self, change: Change) -> tuple[bool, str]:
         svc = self.observer.phase1()[change.payload["service"]].service
         now = sorted(_shares(svc.holding_traffic), key=lambda s: s["revision"])
         want = sorted(change.payload["restore"], key=lambda s: s["revision"])
-        return now == want, f"{svc.name} serves {svc.split_text()}"
+        traffic_ok = _normal(svc.raw.get("traffic", [])) == _normal(change.payload["restore_traffic"])
+        tags = ", ".join(f"{t['tag']}→{t['revision']}" for t in tags_of(svc.raw)) or "none"
+        return now == want and traffic_ok, (f"{svc.name} serves {svc.split_text()} (traffic targets "
+                                            f"{'as captured' if traffic_ok else 'differ from those captured'}; tags: {tags})")
+
+
+def _normal(entries: list[dict[str, Any]]) -> list[tuple[str, str, int, str]]:
+    # REST JSON leaves out defaults (percent 0, no tag): compare the four fields, in order.
+    return [(e.get("type", ""), e.get("revision", ""), int(e.get("percent", 0)), e.get("tag", "")) for e in entries]
 
 
 class DeleteRevision:
@@ -132,6 +180,9 @@ class Phase1Remedy(ObservedRemedy):
 
     def plan(self) -> list[Change]:
         return plan(self.target, self.observer.phase1())
+
+    def manual(self) -> list[str]:
+        return manual(self.target, self.observer.phase1())
 
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
         subjects = sorted({c.subject for c in changes})

@@ -27,3 +27,7 @@ class ObservedRemedy:
 
     def invalidate(self) -> None:
         self.observer.invalidate()
+
+    def manual(self) -> list[str]:
+        """What fails and no step may change: the operator's actions, each in one paragraph."""
+        return []

@@ -31,6 +31,7 @@ class PhaseRemedy(Protocol):
     title: str
 
     def plan(self) -> list[Change]: ...
+    def manual(self) -> list[str]: ...
     def executor(self, step: str) -> Executor: ...
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]: ...
     def escalation(self, failed: list[Verdict], restored: bool) -> str: ...
@@ -51,10 +52,13 @@ class Outcome:
     escalations: list[str] = field(default_factory=list)
     error: str | None = None
     refused: str | None = None
+    manual: list[str] = field(default_factory=list)  # what no step may change: for the operator
 
     def lines(self) -> list[str]:
         if self.mode == "plan":
             head = f"phase {self.phase}: plan only, nothing changed ({len(self.plan)} change(s) planned)"
+        elif not self.plan and self.manual:
+            head = f"phase {self.phase}: nothing the gate may change; manual action needed"
         elif not self.plan:
             head = f"phase {self.phase}: nothing to change"
         else:
@@ -71,6 +75,7 @@ class Outcome:
             out.append(f"  rollback verified: {'yes' if self.rollback_verified else 'NO'}")
         if self.error:
             out.append(f"  error: {self.error}")
+        out += [f"  MANUAL: {m}" for m in self.manual]
         out += [f"  ESCALATE: {e}" for e in self.escalations]
         return out
 
@@ -87,6 +92,7 @@ class Outcome:
             "escalations": self.escalations,
             "error": self.error,
             "refused": self.refused,
+            "manual": self.manual,
         }
 
 
@@ -106,7 +112,7 @@ class Runner:
     def run(self, mode: Mode, earlier: list[Verdict] | None = None) -> Outcome:
         """Run the phase; ``earlier`` are the verdicts of the phases before it ("DO NOT SKIP STEPS")."""
         plan = self.remedy.plan()
-        out = Outcome(self.remedy.phase, mode, plan)
+        out = Outcome(self.remedy.phase, mode, plan, manual=self.remedy.manual())
         # Inconclusive is not a pass: an earlier phase that cannot be shown to hold blocks too.
         failing = [v for v in earlier or [] if v.status is not Status.PASS]
         if failing and plan and mode != "off":

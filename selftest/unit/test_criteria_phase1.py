@@ -227,7 +227,7 @@ def test_untagged_revision_at_zero_percent_holds_no_min_instances() -> None:
     svc = service((NEW, 100))
     v = c.no_contention(svc, [revision(OLD, min_instances=1), revision(NEW, min_instances=1)])
     assert v.status is Status.PASS
-    assert v.evidence["revisions"][OLD] == {"min_instances": 1, "addressable": False}
+    assert v.evidence["revisions"][OLD] == {"min_instances": 1, "provisioned_min": 0, "addressable": False}
 
 
 def test_two_serving_revisions_both_contend() -> None:

@@ -12,7 +12,7 @@ import pytest
 from goldenpath.config import APIS, Target
 from goldenpath.observations import Burst, Sample, RevisionState, ServiceObservation, ServiceState, TrafficShare
 from goldenpath.remediation.change import Change, render_plan
-from goldenpath.remediation.phase1 import DELETE, ROUTE, plan
+from goldenpath.remediation.phase1 import DELETE, ROUTE, manual, plan
 
 PROJECT, REGION = "netra-staging", "us-central1"
 SVC = "netra-backend-staging"
@@ -84,7 +84,7 @@ def test_incident_route_goes_to_the_latest_ready_revision_reversibly() -> None:
     assert route.gcloud.startswith("gcloud run services ")
     assert route.expected_etag == "etag-42"
     assert route.payload == {"service": SVC, "to": [{"revision": NEW, "percent": 100}],
-                             "restore": route.before["traffic"]}
+                             "restore": route.before["traffic"], "restore_traffic": []}
     assert NEW in route.summary and f"{OLD} 50 %, {NEW} 50 %" in route.summary
 
 
@@ -128,13 +128,33 @@ def test_old_revision_without_traffic_or_min_instances_is_not_deleted() -> None:
     assert deleted == [OLD]  # only a revision that held traffic or instances goes
 
 
-def test_tagged_old_revision_holding_only_min_instances_is_deleted() -> None:
+def test_tagged_old_revision_holding_min_instances_is_left_to_the_operator() -> None:
+    # Cloud Run refuses to delete a tagged revision, and a tag is someone's URL: no step, a manual action.
     svc = replace(service((NEW, 100)), raw={"trafficStatuses": [{"revision": NEW, "percent": 100},
                                                                 {"revision": OLD, "percent": 0, "tag": "canary"}]})
-    changes = plan(target(), observe(svc, revision(OLD, 2), revision(NEW)))
-    assert [(c.step, c.payload["revision"]) for c in changes] == [(DELETE, OLD)]
-    assert changes[0].before["traffic_percent"] == 0
-    assert "(holds min instances 2)" in changes[0].summary
+    obs = observe(svc, revision(OLD, 2), revision(NEW))
+    assert plan(target(), obs) == []
+    (action,) = manual(target(), obs)
+    assert f"{OLD} is tagged 'canary' and keeps 2 minimum instance(s) running" in action
+    assert f"gcloud run services update-traffic {SVC} --remove-tags=canary --region={REGION}" in action
+    text = render_plan([], [action])
+    assert not text.startswith("Nothing to change") and "manual action is needed" in text
+
+
+def test_tagged_revision_with_traffic_is_rerouted_but_never_deleted() -> None:
+    raw = {"traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": OLD, "percent": 50, "tag": "blue"},
+                       {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": NEW, "percent": 50}],
+           "trafficStatuses": [{"revision": OLD, "percent": 50, "tag": "blue"}, {"revision": NEW, "percent": 50}]}
+    svc = replace(service((OLD, 50), (NEW, 50)), raw=raw)
+    changes = plan(target(), observe(svc, revision(OLD, 1), revision(NEW, 1)))
+    assert [c.step for c in changes] == [ROUTE]
+    route = changes[0]
+    assert route.before["tags"] == route.after["tags"] == [{"tag": "blue", "revision": OLD}]
+    assert route.payload["restore_traffic"] == raw["traffic"]  # rolled back exactly, tags included
+
+
+def test_untagged_idle_revision_needs_no_manual_action() -> None:
+    assert manual(target(), observe(service((NEW, 100)), revision(OLD, 2), revision(NEW))) == []
 
 
 def test_untagged_old_revision_at_zero_percent_is_kept_as_a_way_back() -> None:

@@ -82,6 +82,9 @@ class FakeRemedy:
     def plan(self) -> list[Change]:
         return list(self.changes)
 
+    def manual(self) -> list[str]:
+        return []
+
     def executor(self, step: str) -> FakeExecutor:
         return self.executors[step]
 
