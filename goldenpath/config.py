@@ -22,6 +22,15 @@ APIS = ("run", "logging", "sqladmin", "vpcaccess", "compute", "monitoring", "das
 GRPC_APIS = ("sqladmin", "monitoring")
 
 
+# Per-instance throughput (Mbps) of a Serverless VPC Access connector by machine type. Google's
+# "Throughput and scaling" table (https://cloud.google.com/vpc/docs/serverless-vpc-access#scaling,
+# read through copies citing it) gives f1-micro 100-500, e2-micro 200-1000, e2-standard-4
+# 3200-16000 Mbps for 2 to 10 instances: 50 / 100 / 1600 per instance. The API's deprecated
+# maxThroughput ("the expected throughput when using an e2-micro machine type", 100 per instance)
+# agrees for e2-micro.
+CONNECTOR_THROUGHPUT_MBPS = {"f1-micro": 50, "e2-micro": 100, "e2-standard-4": 1600}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,7 +48,9 @@ class Thresholds(_Strict):
     min_points: int = Field(3, ge=1, description="metric points needed for a conclusive verdict")
     metric_settle_seconds: float = Field(300, ge=0, description="after a change, wait this long at most for a "
                                                                    "metric point newer than the change")
-    connector_log_minutes: int = Field(15, ge=1, description="window for connector error logs")
+    connector_log_minutes: int = Field(15, ge=1, description="window for the connector's and its services' error logs")
+    connector_load: float = Field(0.8, gt=0, le=1, description="the connector's CPU (p95 of its instances) and its "
+                                                              "throughput over its capacity must stay below")
     certificate_min_days: float = Field(21, ge=0, description="a certificate must be valid at least this long")
     clean_window_minutes: float = Field(10, gt=0, description="Success Confirmation: zero 503s for this long")
 

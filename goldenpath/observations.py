@@ -186,12 +186,28 @@ class MetricSeries:
 
 @dataclass(frozen=True)
 class ConnectorLog:
+    """What the logs say about the connector since ``since``: the runbook's query
+    (``resource.type="vpc_access_connector"``, severity ≥ ERROR: Google documents no such log, so
+    it is normally empty) and the egress failures the services behind it print to stdout/stderr."""
+
     connector: str
     since: datetime
-    errors: int
+    runbook_errors: int               # entries of the runbook's query
+    services: tuple[str, ...]         # the Cloud Run services whose logs were read
+    egress_errors: int                # socket errors (timeouts, resets) in their stdout/stderr
     capped: bool
-    code_10035: int       # entries that carry the runbook's error code
     examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConnectorMetrics:
+    """The connector's Cloud Monitoring points since ``since`` (newest first), raw (unaggregated)."""
+
+    connector: str
+    since: datetime
+    cpu: tuple[tuple[datetime, float, float], ...]    # (end, p95 of the instances' utilization 0-1, mean)
+    instances: tuple[tuple[datetime, int], ...]       # active instances
+    throughput: tuple[tuple[datetime, float], ...]    # Mbps, sent + received, per sample interval
 
 
 @dataclass(frozen=True)
@@ -227,6 +243,7 @@ class Phase2Observation:
     certificate: CertificateState | None
     tls: dict[str, TlsResult]
     backends_since: datetime | None = None   # the gate's last change to the instance: older points are stale
+    connector_metrics: ConnectorMetrics | None = None
 
 
 # ---- Phase 3 ------------------------------------------------------------------------------------

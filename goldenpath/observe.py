@@ -24,7 +24,7 @@ from goldenpath.gcp.session import GcpSession
 from goldenpath.gcp.sqladmin import CloudSql
 from goldenpath.gcp.vpcaccess import VpcAccess
 from goldenpath.observations import (
-    ApiCall, Burst, CleanWindow, ConnectorLog, ConnectorState, GoldenPathResult, HttpCheck, MetricSeries, Phase2Observation,
+    ApiCall, Burst, CleanWindow, ConnectorLog, ConnectorMetrics, ConnectorState, GoldenPathResult, HttpCheck, MetricSeries, Phase2Observation,
     Phase3Observation, Phase4Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
 )
 from goldenpath.probes import http, journey, tls, websocket
@@ -118,15 +118,6 @@ class Observer:
     async def _gather_phase2(self) -> Phase2Observation:
         t = self.target
 
-        async def connector() -> tuple[ConnectorState | None, ConnectorLog | None]:
-            if t.connector is None:
-                return None, None
-            conn = await asyncio.to_thread(self.vpcaccess.get, t.connector.name)
-            floor = datetime.now(timezone.utc) - timedelta(minutes=t.thresholds.connector_log_minutes)
-            changed = self.last_change(conn.full_name)
-            since = max(floor, changed) if changed else floor
-            return conn, await asyncio.to_thread(self.logging.connector_errors, t.connector.name, since)
-
         async def users() -> tuple[str, ...]:
             if t.connector is None:
                 return ()
@@ -135,10 +126,27 @@ class Observer:
                          if s.raw.get("template", {}).get("vpcAccess", {}).get("connector", "").endswith(
                              f"/connectors/{t.connector.name}"))
 
+        async def connector() -> tuple[ConnectorState | None, tuple[str, ...], ConnectorLog | None,
+                                       ConnectorMetrics | None]:
+            if t.connector is None:
+                return None, (), None, None
+            conn, using = await asyncio.gather(asyncio.to_thread(self.vpcaccess.get, t.connector.name), users())
+            now = datetime.now(timezone.utc)
+            changed = self.last_change(conn.full_name)
+            # What was logged or measured before the gate's last change describes the old connector.
+            log_since = now - timedelta(minutes=t.thresholds.connector_log_minutes)
+            metric_since = now - timedelta(minutes=t.thresholds.metric_window_minutes)
+            if changed:
+                log_since, metric_since = max(log_since, changed), max(metric_since, changed)
+            log, metrics = await asyncio.gather(
+                asyncio.to_thread(self.logging.connector_errors, t.connector.name, using, log_since),
+                self._connector_metrics(t.connector.name, metric_since, changed))
+            return conn, using, log, metrics
+
         db = t.database
         changed = self.last_change(f"projects/{t.project}/instances/{db.instance}") if db else None
-        (conn, log), using, instance, backends, cert, *tls = await asyncio.gather(
-            connector(), users(),
+        (conn, using, log, metrics), instance, backends, cert, *tls = await asyncio.gather(
+            connector(),
             asyncio.to_thread(self.sql.get, db.instance) if db else asyncio.sleep(0, result=None),
             self._backends(db.instance, changed) if db else asyncio.sleep(0, result=None),
             asyncio.to_thread(self.compute.certificate, t.certificate.name) if t.certificate
@@ -147,7 +155,7 @@ class Observer:
         )
         return Phase2Observation(connector=conn, connector_users=using, instance=instance, backends=backends,
                                  connector_log=log, certificate=cert, tls={r.domain: r for r in tls},
-                                 backends_since=changed)
+                                 backends_since=changed, connector_metrics=metrics)
 
     async def _backends(self, instance: str, changed: datetime | None) -> MetricSeries:
         """num_backends; right after a change, wait (backing off) for a point newer than the change,
@@ -160,6 +168,19 @@ class Observer:
             fresh = changed is None or (series.points and series.points[0][0] >= changed)
             if fresh or time.monotonic() + delay > deadline:
                 return series
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+    async def _connector_metrics(self, connector: str, since: datetime, changed: datetime | None) -> ConnectorMetrics:
+        """The connector's metrics since ``since``; right after a change, wait (backing off) until
+        min_points CPU points newer than the change are published, at most metric_settle_seconds."""
+        th = self.target.thresholds
+        deadline = time.monotonic() + th.metric_settle_seconds
+        delay = 0.25
+        while True:
+            metrics = await asyncio.to_thread(self.monitoring.connector_metrics, connector, since)
+            if changed is None or len(metrics.cpu) >= th.min_points or time.monotonic() + delay > deadline:
+                return metrics
             await asyncio.sleep(delay)
             delay = min(delay * 2, 15.0)
 

@@ -25,7 +25,11 @@ def test_incident_fails_phase2_with_the_runbook_reasons(incident: Sandbox) -> No
     assert (f"{CONNECTOR}: max instances 3 (expected 10), min instances 2 (expected 4), "
             "machine type e2-micro (expected e2-standard-4)") in run.output
     assert f"{INSTANCE}: 88 of 100 connections in use (88%" in run.output
-    assert "with error code 10035" in run.output
+    # No connector log exists (Google documents none); the metrics and the backend's stderr show it.
+    assert f"{CONNECTOR}: " in run.output and "CPU p95 of its instances reached 100%" in run.output
+    assert "connection timeouts/resets in the stdout/stderr of netra-backend-staging" in run.output
+    assert "at its maximum of 3 instances: it cannot scale further" in run.output
+    assert "10035" not in run.output
     assert "3 failed, 2 passed" in run.output  # both domains' certificates are fine in the incident
     assert incident.writes() == 0
 
@@ -56,6 +60,9 @@ def test_remediate_yes_fixes_phases_1_and_2_keeping_the_other_flags(incident: Sa
     run = incident.gate("-m", "phase1 or phase2", "--remediate", "--yes")
     assert run.returncode == 0, run.output
     assert "11 passed" in run.output
+    # The connector is judged on its points after the scale-up only, and they are clean.
+    assert "test_no_vpc_connectivity_errors PASSED" in incident.gate("-m", "phase2", "-k", "vpc_connectivity",
+                                                                      "-v").output
     assert flags(incident) == {"max_connections": "200", **OTHER_FLAGS}
     conn = connector(incident)
     assert (conn["state"], conn["minInstances"], conn["maxInstances"], conn["machineType"]) == \
@@ -118,3 +125,24 @@ def test_connector_in_error_is_recreated_only_with_consent(incident: Sandbox) ->
     assert run.returncode == 0, run.output
     conn = connector(incident)
     assert (conn["state"], conn["maxInstances"], conn["machineType"]) == ("READY", 10, "e2-standard-4")
+
+
+def test_overloaded_connector_that_nothing_logs_fails_on_its_metrics(incident: Sandbox) -> None:
+    incident.reset("connector-overloaded-silent")
+    run = incident.gate("-m", "phase2", "-k", "vpc_connectivity or vpc_connector_ready", "-v")
+    assert run.returncode == 1, run.output
+    assert "test_vpc_connector_ready PASSED" in run.output  # READY, with the runbook's shape
+    assert "test_no_vpc_connectivity_errors FAILED" in run.output
+    assert "CPU p95 of its instances reached 100% (expected below 80%)" in run.output
+    assert "carrying 16,000 Mbps of the ~16,000 Mbps its 10 × e2-standard-4 can" in run.output
+    assert "at its maximum of 10 instances: it cannot scale further" in run.output
+    assert "timeouts/resets" not in run.output  # nothing was logged: the metrics alone fail it
+
+
+def test_connector_without_any_data_is_inconclusive_not_a_pass(incident: Sandbox) -> None:
+    incident.reset("connector-no-data")
+    run = incident.gate("-m", "phase2", "-k", "vpc_connectivity")
+    assert "1 inconclusive" in run.output and "passed" not in run.output.splitlines()[-1], run.output
+    assert (f"INCONCLUSIVE: {CONNECTOR}: not enough evidence: 0 cpu/utilizations, 0 instances and 0 "
+            "sent/received_bytes_count points") in run.output
+    assert "An empty log proves nothing" in run.output

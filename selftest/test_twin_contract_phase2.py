@@ -1,5 +1,6 @@
 """The twin's contract with Google for Phase 2: Serverless VPC Access, Compute SSL certificates,
-the connector error log, and the data plane's TLS and dependency health.
+the connector's metrics and what the services behind it log, and the data plane's TLS and
+dependency health.
 
 Same oracles as :mod:`selftest.test_twin_contract`: the discovery documents for routes, the client
 libraries' message types (and the real generated clients where they have the method) for bodies.
@@ -21,12 +22,15 @@ import httpx
 import pytest
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import vpcaccess_v1
+from google.cloud import monitoring_v3, vpcaccess_v1
+from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+from google.api import metric_pb2
 from google.cloud.logging_v2.types import ListLogEntriesResponse
 from google.logging.type import log_severity_pb2
 
 from selftest.test_twin_contract import doc_method, google_error, normalised, ok, parse_operation, unpack
-from selftest.twinproc import running_twin
+from goldenpath.gcp.monitoring import distribution_quantile
+from selftest.twinproc import grpc_channel, running_twin
 from twin.server import ROUTES, ApiRoute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +45,16 @@ API_HOST, API_HOST_2 = "api.staging.netrasystems.ai", "api-staging.netrasystems.
 UNCOVERED_HOST = "www.staging.netrasystems.ai"  # no certificate of any scenario lists it
 AUTH_CERT = "auth-ssl-cert"  # the auth service's own certificate (the Golden Path logs in over TLS)
 BACKEND, NEW = "netra-backend-staging", "netra-backend-staging-00750-69k"
+# The runbook's query: Google documents no such log, so on the twin as on Google it finds nothing.
 CONNECTOR_FILTER = f'resource.type="vpc_access_connector" AND resource.labels.connector_name="{CONNECTOR}"'
+# The gate's query for the socket errors the services behind the connector print.
+EGRESS_FILTER = (f'resource.type="cloud_run_revision" AND resource.labels.service_name=~"^({BACKEND})$" '
+                 f'AND logName=~"^projects/{PROJECT}/logs/run[.]googleapis[.]com%2Fstd(err|out)$" '
+                 'AND textPayload=~"(?i)(i/o timeout|ETIMEDOUT|connection timed out|connection reset by peer)"')
+CPU = "vpcaccess.googleapis.com/connector/cpu/utilizations"
+INSTANCES = "vpcaccess.googleapis.com/connector/instances"
+SENT = "vpcaccess.googleapis.com/connector/sent_bytes_count"
+RECEIVED = "vpcaccess.googleapis.com/connector/received_bytes_count"
 
 TIMEOUT = 10.0  # seconds, for every network call
 
@@ -73,8 +86,9 @@ def test_route_matches_discovery_document(route: ApiRoute) -> None:
 
 
 class Twin:
-    def __init__(self, home: Path, control: int, data: int, scenario_dir: Path) -> None:
+    def __init__(self, home: Path, control: int, data: int, scenario_dir: Path, channel: Any = None) -> None:
         self.home, self.data_port, self.scenario_dir = home, data, scenario_dir
+        self.metrics = monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
         self.api = httpx.Client(base_url=f"http://127.0.0.1:{control}", timeout=TIMEOUT)
         self.endpoint = f"http://127.0.0.1:{control}"
 
@@ -119,6 +133,18 @@ class Twin:
             if not token:
                 return out
 
+    def series(self, metric: str, seconds: float = 60) -> list[Any]:
+        """The connector's series of ``metric`` over the last ``seconds``, through the real gRPC client."""
+        now = time.time()
+        interval = monitoring_v3.TimeInterval(end_time={"seconds": int(now) + 1},
+                                              start_time={"seconds": int(now - seconds)})
+        flt = (f'metric.type = "{metric}" AND resource.type = "vpc_access_connector" '
+               f'AND resource.labels.connector_name = "{CONNECTOR}"')
+        return list(self.metrics.list_time_series(
+            request=monitoring_v3.ListTimeSeriesRequest(name=f"projects/{PROJECT}", filter=flt, interval=interval,
+                                                        view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL),
+            timeout=TIMEOUT))
+
     def data_get(self, host: str, path: str) -> tuple[int, dict[str, Any]]:
         """One HTTPS request to the data plane, with ``host`` as SNI and Host, verified by the twin's CA."""
         ctx = ssl.create_default_context(cafile=str(self.home / "ca.pem"))
@@ -146,8 +172,8 @@ class Twin:
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
     home = tmp_path_factory.mktemp("twin-phase2")
     scenario_dir = tmp_path_factory.mktemp("scenarios")
-    with running_twin(home, "incident-1278") as proc:
-        t = Twin(home, proc.control_port, proc.data_port, scenario_dir)
+    with running_twin(home, "incident-1278") as proc, grpc_channel(proc, TIMEOUT) as channel:
+        t = Twin(home, proc.control_port, proc.data_port, scenario_dir, channel)
         yield t
         t.api.close()
 
@@ -259,17 +285,65 @@ def test_certificate_bodies_with_the_real_client(incident: Twin) -> None:
         client.get(project=PROJECT, ssl_certificate="nope", timeout=TIMEOUT)
 
 
-def test_connector_log_entry_bodies(incident: Twin) -> None:
+def test_no_connector_log_but_the_backend_logs_its_timeouts(incident: Twin) -> None:
     query = {"resourceNames": [f"projects/{PROJECT}"], "filter": CONNECTOR_FILTER, "pageSize": 1000}
+    assert json.loads(ok(incident.api.post("/v2/entries:list", json=query))).get("entries", []) == []
+    query["filter"] = EGRESS_FILTER
     resp = ListLogEntriesResponse.from_json(ok(incident.api.post("/v2/entries:list", json=query)),
                                             ignore_unknown_fields=False)
     # The incident's half hour of history, 4 a minute (plus the odd one logged since the reset).
     assert 118 <= len(resp.entries) <= 130
     entry = resp.entries[0]
-    assert entry.log_name == f"projects/{PROJECT}/logs/vpcaccess.googleapis.com%2Fconnector"
-    assert dict(entry.resource.labels) == {"connector_name": CONNECTOR, "location": REGION, "project_id": PROJECT}
-    assert entry.severity == log_severity_pb2.ERROR
-    assert "error code 10035" in entry.json_payload["message"]
+    assert entry.log_name == f"projects/{PROJECT}/logs/run.googleapis.com%2Fstderr"
+    assert entry.resource.type == "cloud_run_revision" and entry.resource.labels["service_name"] == BACKEND
+    assert entry.severity == log_severity_pb2.DEFAULT  # a plain stderr line has no level
+    assert {e.text_payload for e in resp.entries} == {
+        "failed to connect to database: dial tcp 10.20.0.3:5432: i/o timeout",
+        "redis: dial tcp 10.20.1.4:6379: connect: connection timed out",
+        "psycopg2.OperationalError: could not receive data from server: Connection reset by peer",
+        "Error: connect ETIMEDOUT 10.20.0.3:5432",
+    }
+
+
+def test_connector_metrics_with_the_real_monitoring_client(incident: Twin) -> None:
+    # 900 Mbps through 3 × e2-micro (about 100 Mbps each): saturated, at its maximum.
+    (cpu,) = incident.series(CPU)
+    assert (cpu.metric_kind, cpu.value_type) == (metric_pb2.MetricDescriptor.GAUGE,
+                                                 metric_pb2.MetricDescriptor.DISTRIBUTION)
+    assert dict(cpu.resource.labels) == {"project_id": PROJECT, "location": REGION, "connector_name": CONNECTOR}
+    dist = cpu.points[0].value.distribution_value
+    assert dist.count == 3 and distribution_quantile(dist, 0.95) >= 0.95
+    (inst,) = incident.series(INSTANCES)
+    assert {p.value.int64_value for p in inst.points} == {3}
+    (sent,), (received,) = incident.series(SENT), incident.series(RECEIVED)
+    assert (sent.metric_kind, sent.value_type) == (metric_pb2.MetricDescriptor.DELTA, metric_pb2.MetricDescriptor.INT64)
+    p, q = sent.points[0], received.points[0]
+    seconds = (p.interval.end_time - p.interval.start_time).total_seconds()
+    mbps = (p.value.int64_value + q.value.int64_value) * 8 / seconds / 1e6
+    assert mbps == pytest.approx(300)  # all that its 3 instances carry, not the 900 asked
+
+
+def test_metrics_follow_the_scale_up(fast: Twin) -> None:
+    done = fast.scale({"machineType": "e2-standard-4", "maxInstances": 10}, "machineType,maxInstances")
+    end = datetime.fromisoformat(done["metadata"]["endTime"].replace("Z", "+00:00"))
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the twin samples every 2 s: wait for a point after the change
+        (cpu,) = fast.series(CPU)
+        if cpu.points[0].interval.end_time > end:
+            break
+        assert time.monotonic() < deadline, "no CPU point after the scale-up"
+        time.sleep(0.2)
+    assert distribution_quantile(cpu.points[0].value.distribution_value, 0.95) < 0.5
+    before = [p for p in cpu.points if p.interval.end_time < datetime.fromisoformat(
+        done["metadata"]["createTime"].replace("Z", "+00:00"))]
+    assert before and all(distribution_quantile(p.value.distribution_value, 0.95) >= 0.95 for p in before)
+    (inst,) = fast.series(INSTANCES)
+    assert inst.points[0].value.int64_value == 2  # 900 Mbps needs 1 of 1,600 Mbps: the minimum, 2
+
+
+def test_no_metric_point_when_the_scenario_reports_none(twin: Twin) -> None:
+    twin.reset("connector-no-data")
+    assert all(twin.series(m) == [] for m in (CPU, INSTANCES, SENT, RECEIVED))
 
 
 # ---- 3. rules ------------------------------------------------------------------------------------------
@@ -348,31 +422,31 @@ def test_operation_completes_and_the_connector_is_ready_again(fast: Twin) -> Non
     assert fast.connector()["state"] == "READY"
 
 
-def test_error_log_stops_once_the_connector_is_scaled_up(fast: Twin) -> None:
-    # Overloaded (900 Mbps over 3 × e2-micro = 600 Mbps): entries keep coming.
+def test_egress_errors_stop_once_the_connector_is_scaled_up(fast: Twin) -> None:
+    # Overloaded (900 Mbps over 3 × e2-micro ≈ 300 Mbps): the backend keeps printing timeouts.
     mark = datetime.now(timezone.utc)
     time.sleep(0.6)
-    fresh = fast.entries(f'{CONNECTOR_FILTER} AND timestamp>="{mark.isoformat()}"')
-    assert fresh and all("overloaded" in e["jsonPayload"]["message"] for e in fresh)
+    assert fast.entries(f'{EGRESS_FILTER} AND timestamp>="{mark.isoformat()}"')
 
     done = fast.scale({"machineType": "e2-standard-4", "maxInstances": 10}, "machineType,maxInstances")
     end = done["metadata"]["endTime"]
-    during = fast.entries(f'{CONNECTOR_FILTER} AND timestamp>="{done["metadata"]["createTime"]}" '
+    during = fast.entries(f'{EGRESS_FILTER} AND timestamp>="{done["metadata"]["createTime"]}" '
                           f'AND timestamp<="{end}"')
-    assert any("UPDATING" in e["jsonPayload"]["message"] for e in during)  # not READY: still failing
+    assert during  # UPDATING carries no traffic: still failing
 
     time.sleep(0.6)  # two grid steps past the completion
-    assert fast.entries(f'{CONNECTOR_FILTER} AND timestamp>"{end}"') == []
+    assert fast.entries(f'{EGRESS_FILTER} AND timestamp>"{end}"') == []
+    assert fast.entries(CONNECTOR_FILTER) == []  # never a connector log of its own
 
 
 def test_all_entries_are_in_timestamp_order(incident: Twin) -> None:
-    # The seeded request log holds one run per service; connector errors interleave with both.
+    # The seeded request log holds one run per service; the backend's stderr interleaves with both.
     for order in ("timestamp asc", "timestamp desc"):
         entries = incident.entries("", order)
         stamps = [datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")) for e in entries]
         assert stamps == sorted(stamps, reverse=order.endswith("desc"))
         kinds = {e["resource"]["type"] for e in entries}
-        assert kinds == {"cloud_run_revision", "vpc_access_connector"}
+        assert kinds == {"cloud_run_revision"}
 
 
 # ---- 4. data plane ---------------------------------------------------------------------------------------
@@ -403,7 +477,7 @@ def test_health_db_follows_the_connector(fast: Twin) -> None:
     fast.route_all_traffic_to_new()
     status, body = fast.data_get(API_HOST, "/health/db")
     assert status == 503 and body["status"] == "unhealthy"
-    assert body["cause"] == "vpc connector staging-connector overloaded (900 Mbps over 600 Mbps capacity)"
+    assert body["cause"] == "vpc connector staging-connector overloaded (900 Mbps over 300 Mbps capacity)"
     assert fast.data_get(API_HOST, "/health/redis")[0] == 503
     assert fast.data_get(API_HOST, "/health")[0] == 200  # the shallow check does not see it
 

@@ -287,7 +287,7 @@ async def test_incident_websocket_closes_1011_with_the_database_cause(incident: 
         closed = await _until_close(ws)
     assert closed.rcvd is not None and closed.rcvd.code == 1011
     assert closed.rcvd.reason == ("database unavailable: vpc connector staging-connector overloaded "
-                                  "(900 Mbps over 600 Mbps capacity)")
+                                  "(900 Mbps over 300 Mbps capacity)")
 
 
 @pytest.mark.asyncio

@@ -1,7 +1,10 @@
 """The subset of the Cloud Logging query language the twin understands.
 
 Conjunctions (``AND`` or plain whitespace) of ``field OP value`` comparisons, with OP one of
-``= != > >= < <= :``. Anything else (OR, NOT, parentheses, functions) is refused with
+``= != > >= < <= :`` or the regular-expression operators ``=~`` and ``!~`` (RE2 syntax, matched
+anywhere in the value unless anchored with ``^``/``$``, case-sensitive unless the pattern starts
+with ``(?i)``: https://cloud.google.com/logging/docs/view/logging-query-language#regular-expressions;
+Python's ``re`` accepts the RE2 subset used here). Anything else (OR, NOT, parentheses, functions) is refused with
 INVALID_ARGUMENT rather than silently mis-evaluated: a twin that answered a query it did not
 understand would let the suite pass for the wrong reason.
 """
@@ -15,7 +18,7 @@ from typing import Any
 SEVERITIES = ["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"]
 
 _TOKEN = re.compile(
-    r"""\s*(?P<field>[A-Za-z_][\w.]*)\s*(?P<op>>=|<=|!=|=|>|<|:)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^\s"()]+)\s*""",
+    r"""\s*(?P<field>[A-Za-z_][\w.]*)\s*(?P<op>=~|!~|>=|<=|!=|=|>|<|:)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^\s"()]+)\s*""",
 )
 
 
@@ -67,19 +70,31 @@ def _coerce(field: str, actual: Any, wanted: str) -> tuple[Any, Any]:
     return str(actual), wanted
 
 
+def _regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise FilterError(f"Invalid regular expression {pattern!r}: {exc}") from None
+
+
 def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def matches(filter_: str, entry: dict[str, Any]) -> bool:
     for field, op, wanted in parse(filter_):
+        pattern = _regex(wanted) if op in ("=~", "!~") else None  # a bad pattern is refused, matching or not
         actual = _lookup(entry, field)
         if actual is None:
-            if op == "!=":
+            if op in ("!=", "!~"):
                 continue
             return False
         if op == ":":
             if wanted.lower() not in str(actual).lower():
+                return False
+            continue
+        if op in ("=~", "!~"):
+            if pattern is None or (pattern.search(str(actual)) is not None) != (op == "=~"):
                 return False
             continue
         a, w = _coerce(field, actual, wanted)

@@ -2,8 +2,9 @@
 Cloud Run writes, and log-based metrics (no HTTP here; :mod:`twin.server` decodes requests).
 
 The logs are lists in ``world.state``, each in timestamp order: ``request_log`` (written here, as
-Cloud Run writes ``run.googleapis.com%2Frequests``), ``run_log`` (revisions' stdout/stderr, written
-by :mod:`twin.run`) and ``connector_log`` (written by :mod:`twin.vpcaccess`).
+Cloud Run writes ``run.googleapis.com%2Frequests``) and ``run_log`` (revisions' stdout/stderr, written
+by :mod:`twin.run`; the egress failures behind a troubled connector come from :mod:`twin.vpcaccess`
+through it). Serverless VPC Access writes no log of its own here: Google documents only its audit logs.
 
 Log-based metrics: a metric needs a name of the API's characters and a filter; creating an existing
 one is ALREADY_EXISTS, while ``update`` (PUT) creates or replaces.
@@ -32,7 +33,7 @@ REQUEST_LOG_CAP = 20_000
 USER_METRIC_PREFIX = "logging.googleapis.com/user/"
 OPERATOR = "goldenpath@twin"  # who the mutation records name (the real API names the caller)
 # The logs entries:list reads, by their key in the world's state.
-LOGS = ("request_log", "connector_log", "run_log")
+LOGS = ("request_log", "run_log")
 
 
 # ---- entries ----------------------------------------------------------------------------------
@@ -231,7 +232,6 @@ def seed(world: Store, sc: Scenario, now: float) -> None:
 def status(world: Store) -> dict[str, Any]:
     st = world.state
     return {"logging": {"request_log_entries": len(st["request_log"]),
-                        "connector_log_entries": len(st.get("connector_log", [])),
                         "run_log_entries": len(st.get("run_log", []))}}
 
 

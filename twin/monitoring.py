@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from google.cloud import monitoring_v3
 
 from twin.sqladmin import NUM_BACKENDS
+from twin.vpcaccess import METRIC_KINDS as CONNECTOR_METRICS, connector_series
 from twin.logging import USER_METRIC_PREFIX
 from twin.store import (
     ApiError, Store, child_id, duration_seconds, invalid, numeric_id, paginate, parent_project, records, rfc3339,
@@ -103,12 +104,14 @@ def time_series(world: Store, filter_: str, start: float, end: float, now: float
     as Monitoring returns them. Series without points in the interval are left out, as Monitoring does.
     """
     flt = SeriesFilter.parse(filter_)
-    if flt.metric_type != NUM_BACKENDS:
+    if flt.metric_type != NUM_BACKENDS and flt.metric_type not in CONNECTOR_METRICS:
         return []
     if end < start:
         raise ApiError(400, "INVALID_ARGUMENT", "The start time must be before the end time.")
     if now is not None:
         end = min(end, now)
+    if flt.metric_type in CONNECTOR_METRICS:
+        return connector_series(world, flt, start, end)
     project, region = world.state["project"], world.state["region"]
     out = []
     for name, rec in world.state.get("sql_instances", {}).items():

@@ -480,6 +480,24 @@ def log_startup(world: Store, service: str, revision: str, created: float, now: 
     world.dirty = True
 
 
+def log_stderr(world: Store, lines: list[tuple[str, str, str, float]]) -> None:
+    """Unstructured lines (service, revision, text, at) the services' containers wrote to stderr.
+
+    A plain line carries no level ("Logs written directly to stdout or stderr" have none:
+    https://cloud.google.com/functions/1stgendocs/monitoring/logging), so these entries have the
+    DEFAULT severity and a ``severity>=ERROR`` query does not see them, as on Google.
+    """
+    if not lines:
+        return
+    log = world.state.setdefault("run_log", [])
+    log.extend(_run_entry(world, service, revision, "DEFAULT", text, at, i)
+               for i, (service, revision, text, at) in enumerate(lines))
+    log.sort(key=lambda e: e["timestamp"])
+    if len(log) > RUN_LOG_CAP:
+        del log[: len(log) - RUN_LOG_CAP]
+    world.dirty = True
+
+
 def _failed_start(world: Store, service: str, revision: str) -> list[str]:
     env = revision_env(world, revision)
     # Only the settings the runbook names: other variables may hold what a log must not.

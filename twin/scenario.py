@@ -80,7 +80,11 @@ class ConnectorSpec(_Strict):
     network: str = "default"
     ip_cidr_range: str = "10.8.0.0/28"
     load_mbps: float = Field(0, ge=0)  # egress through it; above capacity it drops connections
-    errors_per_minute: int = Field(4, ge=0)  # error log entries (code 10035) while overloaded or not READY
+    # While it is overloaded or not READY, each service behind it prints this many socket errors a
+    # minute to its own stderr (0: the services log nothing, only the metrics show the trouble).
+    errors_per_minute: int = Field(4, ge=0)
+    # False: Cloud Monitoring has no point of the connector's metrics (vpcaccess.googleapis.com/connector/*).
+    reports_metrics: bool = True
 
 
 class SqlSpec(_Strict):

@@ -1,9 +1,10 @@
-"""Serverless VPC Access v1 connectors and their error logs.
+"""Serverless VPC Access v1 connectors, their Cloud Monitoring metrics, and what the services
+behind a troubled connector log.
 
 World logic only (no HTTP here): :mod:`twin.server` parses requests and calls these functions. The
 state stays in the APIs' REST JSON, as in :mod:`twin.world`, and time is lazy: an operation stores
 when it finishes and :func:`advance` (called from ``World.advance`` at every request) completes it
-and writes the connector error log up to ``now``.
+and writes the services' egress failures up to ``now``.
 
 The rules reproduced here are the ones a remediation can trip over:
 
@@ -15,12 +16,15 @@ The rules reproduced here are the ones a remediation can trip over:
 * create, patch and delete are long-running: the connector is CREATING / UPDATING / DELETING, and
   carries no traffic, until the operation completes ``timing.deploy_seconds`` later;
 * a connector whose egress exceeds ``maxInstances × throughput(machineType)`` is overloaded. While
-  overloaded or not READY it drops connections and logs error 10035.
+  overloaded or not READY it drops connections. Google documents no connector log for that (only
+  audit logs of API calls: https://cloud.google.com/vpc/docs/serverless-vpc-access-audit-logging),
+  so the twin writes none: the Cloud Run services behind it print their socket errors to their
+  own stderr (:func:`log_egress_failures`), and the connector's metrics
+  (``vpcaccess.googleapis.com/connector/*``, :func:`connector_series`) show the load.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import math
@@ -31,13 +35,18 @@ from typing import TYPE_CHECKING, Any
 
 from google.cloud.vpcaccess_v1.types import vpc_access
 
+from twin import run
 from twin.store import ApiError, Store, rfc3339, roundtrip
 
 if TYPE_CHECKING:
     from twin.scenario import Scenario
 
-# Per-instance throughput (Mbps) by machine type (Serverless VPC Access, "Throughput and scaling").
-THROUGHPUT_MBPS = {"f1-micro": 100, "e2-micro": 200, "e2-standard-4": 3200}
+# Per-instance throughput (Mbps) by machine type. Serverless VPC Access's "Throughput and scaling"
+# table (https://cloud.google.com/vpc/docs/serverless-vpc-access#scaling, read through copies
+# citing it) gives f1-micro 100-500, e2-micro 200-1000 and e2-standard-4 3200-16000 Mbps for 2 to
+# 10 instances, i.e. 50 / 100 / 1600 per instance; the API's deprecated maxThroughput ("expected
+# throughput when using an e2-micro machine type", 100 per instance) agrees for e2-micro.
+THROUGHPUT_MBPS = {"f1-micro": 50, "e2-micro": 100, "e2-standard-4": 1600}
 MIN_INSTANCES = (2, 9)
 MAX_INSTANCES = (3, 10)
 # What an unset field becomes, on create and on a patch that replaces it (the API's documented defaults).
@@ -53,13 +62,30 @@ OPERATION_METADATA = f"type.googleapis.com/{vpc_access.OperationMetadata.meta.fu
 CONNECTOR_TYPE = f"type.googleapis.com/{vpc_access.Connector.meta.full_name}"
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 
-# Connector error log. Google documents no log name for connector data-plane errors; this follows
-# the <service>%2F<what> convention of its other service logs (run.googleapis.com%2Frequests) and
-# the monitored-resource type Cloud Monitoring uses for connectors (vpc_access_connector).
-CONNECTOR_LOG = "vpcaccess.googleapis.com%2Fconnector"
+# The connector's metrics (Google's sample dashboard networking/vpc-connector-access-monitoring.json
+# and metrics_gcp#gcp-vpcaccess): monitored resource vpc_access_connector, labels project_id,
+# location, connector_name. Kinds and value types as the research notes infer them.
 CONNECTOR_RESOURCE = "vpc_access_connector"
-ERROR_CODE = "10035"  # the runbook's code for a dropped egress connection
-CONNECTOR_LOG_CAP = 5_000
+CPU_METRIC = "vpcaccess.googleapis.com/connector/cpu/utilizations"
+INSTANCES_METRIC = "vpcaccess.googleapis.com/connector/instances"
+SENT_METRIC = "vpcaccess.googleapis.com/connector/sent_bytes_count"
+RECEIVED_METRIC = "vpcaccess.googleapis.com/connector/received_bytes_count"
+METRIC_KINDS = {CPU_METRIC: ("GAUGE", "DISTRIBUTION"), INSTANCES_METRIC: ("GAUGE", "INT64"),
+                SENT_METRIC: ("DELTA", "INT64"), RECEIVED_METRIC: ("DELTA", "INT64")}
+# The twin's load model (not Google's): scale out past 60 % of what the active instances carry;
+# requests and answers split the bytes evenly between the two directions; CPU in 5 % buckets.
+SCALE_OUT_AT = 0.6
+SENT_SHARE = 0.5
+CPU_BUCKETS, CPU_BUCKET_WIDTH = 20, 0.05
+# What an application prints when its connection through the connector times out or is reset
+# (the shapes quoted in public threads: Go's net package, Node's ETIMEDOUT, Python's errno 104).
+# The addresses are the twin's placeholders for Cloud SQL's private IP and Memorystore.
+EGRESS_ERRORS = (
+    "failed to connect to database: dial tcp 10.20.0.3:5432: i/o timeout",
+    "redis: dial tcp 10.20.1.4:6379: connect: connection timed out",
+    "psycopg2.OperationalError: could not receive data from server: Connection reset by peer",
+    "Error: connect ETIMEDOUT 10.20.0.3:5432",
+)
 # An idle twin left for days must not generate a week of entries in one request.
 MAX_BACKFILL_SECONDS = 6 * 3600
 
@@ -216,12 +242,14 @@ def create_connector(world: Store, project: str, location: str, connector_id: st
     # The traffic is the services' egress, not the connector's: a connector created again under the
     # same name carries what the old one carried.
     traffic = world.state.setdefault("connector_traffic", {}).get(connector_id, {})
-    world.state["connectors"][connector_id] = {
+    rec = world.state["connectors"][connector_id] = {
         "resource": resource,
         "load_mbps": traffic.get("load_mbps", 0),
         "errors_per_minute": traffic.get("errors_per_minute", 4),
+        "reports_metrics": traffic.get("reports_metrics", True),
         "logged_until": now,
     }
+    _remember(rec, now)
     return _start(world, "create", name, now)
 
 
@@ -292,6 +320,7 @@ def patch_connector(world: Store, project: str, location: str, name: str, body: 
                        f"Scale-down is not supported: min_instances/max_instances can only increase "
                        f"(now {old_lo}/{old_hi}, asked {lo}/{hi}). Delete and recreate the connector to shrink it.")
     rec["resource"] = {**current, **_sized(machine, lo, hi), "state": "UPDATING"}
+    _remember(rec, now)
     return _start(world, "update", current["name"], now)
 
 
@@ -304,6 +333,7 @@ def delete_connector(world: Store, project: str, location: str, name: str, now: 
         raise ApiError(400, "FAILED_PRECONDITION",
                        f"Connector {res['name']} is {res['state']}; wait for its operation to finish.")
     rec["resource"] = {**res, "state": "DELETING"}
+    _remember(rec, now)
     return _start(world, "delete", res["name"], now)
 
 
@@ -338,10 +368,12 @@ def _complete(world: Store, op: dict[str, Any]) -> None:
     if rec is not None:
         if op["kind"] == "delete":
             world.state.setdefault("connector_traffic", {})[name] = {
-                "load_mbps": rec.get("load_mbps", 0), "errors_per_minute": rec.get("errors_per_minute", 4)}
+                "load_mbps": rec.get("load_mbps", 0), "errors_per_minute": rec.get("errors_per_minute", 4),
+                "reports_metrics": rec.get("reports_metrics", True)}
             del world.state["connectors"][name]
         else:
             rec["resource"] = {**rec["resource"], "state": "READY"}
+            _remember(rec, op["done_at"])
             op["response"] = rec["resource"]
     world.dirty = True
 
@@ -350,80 +382,164 @@ def _complete(world: Store, op: dict[str, Any]) -> None:
 
 
 def advance(world: Store, now: float) -> None:
-    """Complete due operations and log connector errors up to ``now``, in time order.
+    """Complete due operations and write the services' egress failures up to ``now``, in time order.
 
     The log is written up to each completion before the completion is applied, so the minutes
-    before a scale-up are logged as overloaded and the ones after it are not.
+    before a scale-up are logged as failing and the ones after it are not.
     """
     due = sorted((op for op in world.state.get("vpc_operations", {}).values()
                   if not op["done"] and op["done_at"] <= now), key=lambda op: op["done_at"])
     for op in due:
-        log_errors(world, op["done_at"])
+        log_egress_failures(world, op["done_at"])
         _complete(world, op)
-    log_errors(world, now)
+    log_egress_failures(world, now)
 
 
-def log_errors(world: Store, until: float) -> None:
-    """Write the error entries every troubled connector owes for the time up to ``until``.
+def _users(world: Store, connector: str) -> list[tuple[str, str]]:
+    """(service, serving revision) of every Cloud Run service whose template's vpcAccess names
+    ``connector``: their egress is what the connector carries."""
+    out = []
+    for name, svc in sorted(world.state.get("services", {}).items()):
+        ref = (svc["resource"].get("template", {}).get("vpcAccess") or {}).get("connector", "")
+        if ref.rsplit("/", 1)[-1] != connector:
+            continue
+        serving = [t["revision"] for t in run.resolve_traffic_statuses(svc["resource"]) if t["percent"] > 0]
+        if serving:
+            out.append((name, serving[0]))
+    return out
 
-    Entries fall on a fixed grid (``60 / errors_per_minute`` seconds apart, aligned to the epoch),
-    so seeding at reset and lazy generation afterwards produce the same series without overlap.
+
+def log_egress_failures(world: Store, until: float) -> None:
+    """Write what the services behind every troubled connector print to stderr up to ``until``.
+
+    Google documents no log of its own for a connector that drops traffic (only audit logs of
+    API calls); what shows is the application's socket errors on its own stderr. Lines fall on a
+    fixed grid (``60 / errors_per_minute`` seconds apart, aligned to the epoch), so seeding at
+    reset and lazy generation afterwards produce the same series without overlap. A scenario with
+    ``errors_per_minute = 0`` has services that log nothing.
     """
-    batch: list[dict[str, Any]] = []
+    lines: list[tuple[str, str, str, float]] = []
     for name, rec in world.state["connectors"].items():
         since = rec.get("logged_until", until)
         if until <= since:
             continue
         rec["logged_until"] = until
         world.dirty = True
-        cause = trouble(rec)
         rate = rec.get("errors_per_minute", 0)
-        if cause is None or rate <= 0:
+        if trouble(rec) is None or rate <= 0:
             continue
+        users = _users(world, name)
         step = 60.0 / rate
         first = math.floor(max(since, until - MAX_BACKFILL_SECONDS) / step) + 1
         for k in range(first, math.floor(until / step) + 1):
-            batch.append(_error_entry(world, name, rec, cause, k * step))
-    if not batch:
-        return
-    batch.sort(key=lambda e: e["timestamp"])  # several connectors' series, interleaved in time
-    log = world.state.setdefault("connector_log", [])
-    log.extend(batch)
-    if len(log) > CONNECTOR_LOG_CAP:
-        del log[: len(log) - CONNECTOR_LOG_CAP]
-
-
-def _error_entry(world: Store, name: str, rec: dict[str, Any], cause: str, at: float) -> dict[str, Any]:
-    project, region = world.state["project"], world.state["region"]
-    return {
-        "logName": f"projects/{project}/logs/{CONNECTOR_LOG}",
-        "resource": {"type": CONNECTOR_RESOURCE,
-                     "labels": {"project_id": project, "location": region, "connector_name": name}},
-        "timestamp": rfc3339(at),
-        "receiveTimestamp": rfc3339(at + 0.25),
-        "severity": "ERROR",
-        "insertId": hashlib.sha1(f"{name}/{at:.6f}".encode()).hexdigest()[:16],
-        "jsonPayload": {
-            "message": f"Connector {name} dropped an egress connection: error code {ERROR_CODE} ({cause})",
-            "errorCode": ERROR_CODE,
-            "connector": rec["resource"]["name"],
-        },
-    }
+            for service, revision in users:
+                lines.append((service, revision, EGRESS_ERRORS[k % len(EGRESS_ERRORS)], k * step))
+    run.log_stderr(world, lines)
 
 
 def seed_errors(world: Store, since: float, until: float) -> None:
-    """At reset: the troubled connectors' errors of the history window, then live from ``until``."""
+    """At reset: the services' egress failures of the history window, then live from ``until``."""
     for rec in world.state["connectors"].values():
         rec["logged_until"] = since
-    log_errors(world, until)
+    log_egress_failures(world, until)
 
 
+# ---- Cloud Monitoring: the connector's metrics ----------------------------------------------------
+
+
+def _remember(rec: dict[str, Any], at: float) -> None:
+    """Note the connector's shape from ``at`` on: its metrics at a time follow the shape it had then."""
+    res = rec["resource"]
+    rec.setdefault("history", []).append(
+        [at, {k: res.get(k) for k in ("state", "machineType", "minInstances", "maxInstances")}])
+
+
+def _shape_at(rec: dict[str, Any], t: float) -> dict[str, Any] | None:
+    shape = None
+    for at, snap in rec.get("history", []):
+        if at <= t:
+            shape = snap
+    return shape
+
+
+def load_model(shape: dict[str, Any], load_mbps: float) -> tuple[int, float, float]:
+    """(active instances, CPU utilization 0-1, Mbps carried) of a READY connector under a load.
+
+    The twin's model, not Google's (Google documents no scaling target): instances are added
+    when the load passes SCALE_OUT_AT of what the active ones carry, between min and max; CPU is
+    the load over what the active instances carry (1.0 when it cannot keep up); what is carried
+    is capped by the active instances' throughput.
+    """
+    per = THROUGHPUT_MBPS.get(shape.get("machineType") or "", 0)
+    lo, hi = int(shape.get("minInstances") or 0), int(shape.get("maxInstances") or 0)
+    if per <= 0 or hi <= 0:
+        return lo, 0.0, 0.0
+    n = max(lo, min(hi, math.ceil(load_mbps / (SCALE_OUT_AT * per)) if load_mbps else lo))
+    return n, min(1.0, load_mbps / (n * per)), min(load_mbps, n * per)
+
+
+def _cpu_value(n: int, util: float) -> dict[str, Any]:
+    """A Distribution of the instances' CPU utilizations: spread ±10 % around ``util``, capped at 1."""
+    values = [min(1.0, util * (0.9 + 0.2 * i / max(1, n - 1))) for i in range(n)]
+    mean = sum(values) / n
+    counts = [0] * (CPU_BUCKETS + 2)  # underflow, the finite buckets, overflow
+    for v in values:
+        counts[min(CPU_BUCKETS + 1, 1 + int(v / CPU_BUCKET_WIDTH))] += 1
+    return {"distributionValue": {
+        "count": str(n), "mean": mean, "sumOfSquaredDeviation": sum((v - mean) ** 2 for v in values),
+        "bucketOptions": {"linearBuckets": {"numFiniteBuckets": CPU_BUCKETS, "width": CPU_BUCKET_WIDTH, "offset": 0}},
+        "bucketCounts": [str(c) for c in counts]}}
+
+
+def connector_series(world: Store, flt: Any, start: float, end: float) -> list[dict[str, Any]]:
+    """``timeSeries.list`` (no aggregation) of one of the connector metrics, as TimeSeries REST JSON.
+
+    ``flt`` is the parsed filter (its ``metric_type`` and ``matches``). One point per sample period
+    in (start, end], newest first, while the connector is READY (the twin's choice: Google
+    documents nothing for the other states); a connector whose scenario says it reports no metrics
+    has none, and a series without points is left out, as Monitoring does.
+    """
+    kind, value_type = METRIC_KINDS[flt.metric_type]
+    period = int(world.state.get("timing", {}).get("metric_period_seconds", 60))
+    project, region = world.state["project"], world.state["region"]
+    out = []
+    for name, rec in sorted(world.state["connectors"].items()):
+        series: dict[str, Any] = {
+            "metric": {"type": flt.metric_type, "labels": {}},
+            "resource": {"type": CONNECTOR_RESOURCE,
+                         "labels": {"project_id": project, "location": region, "connector_name": name}},
+            "metricKind": kind, "valueType": value_type,
+        }
+        if not rec.get("reports_metrics", True) or not flt.matches(series):
+            continue
+        last = int(end // period) * period
+        first = last if start == end else (int(start // period) + 1) * period
+        points = []
+        for t in range(last, first - 1, -period):
+            shape = _shape_at(rec, t)
+            if shape is None or shape["state"] != "READY":
+                continue
+            n, util, carried = load_model(shape, rec.get("load_mbps", 0))
+            if flt.metric_type == CPU_METRIC:
+                value = _cpu_value(n, util)
+            elif flt.metric_type == INSTANCES_METRIC:
+                value = {"int64Value": str(n)}
+            else:  # bytes over the sample period; the egress is split between the two directions
+                share = SENT_SHARE if flt.metric_type == SENT_METRIC else 1 - SENT_SHARE
+                value = {"int64Value": str(int(carried * share * 1e6 / 8 * period))}
+            begin = t - period if kind == "DELTA" else t
+            points.append({"interval": {"startTime": rfc3339(begin), "endTime": rfc3339(t)}, "value": value})
+        if points:
+            out.append({**series, "points": points})
+    return out
 
 
 def seed(world: Store, sc: Scenario, now: float) -> None:
-    """At reset: the scenario's connector, and its error log over the history window."""
+    """At reset: the scenario's connector, its history, and the services' egress failures over the
+    history window (so :mod:`twin.run` must have seeded the services first)."""
     st = world.state
-    st.update(connectors={}, vpc_operations={}, connector_log=[])
+    st.update(connectors={}, vpc_operations={})
+    since = now - sc.history.minutes * 60
     if sc.connector is not None:
         c = sc.connector
         st["connectors"][c.name] = {
@@ -441,8 +557,10 @@ def seed(world: Store, sc: Scenario, now: float) -> None:
             },
             "load_mbps": c.load_mbps,
             "errors_per_minute": c.errors_per_minute,
+            "reports_metrics": c.reports_metrics,
         }
-    seed_errors(world, now - sc.history.minutes * 60, now)
+        _remember(st["connectors"][c.name], since)
+    seed_errors(world, since, now)
 
 
 def status(world: Store) -> dict[str, Any]:

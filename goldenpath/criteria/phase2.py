@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from goldenpath.config import Connector, Target, Thresholds
+from goldenpath.config import CONNECTOR_THROUGHPUT_MBPS, Connector, Target, Thresholds
 from goldenpath.observations import (
-    CertificateState, ConnectorLog, ConnectorState, MetricSeries, Phase2Observation, SqlInstanceState, TlsResult,
+    CertificateState, ConnectorLog, ConnectorMetrics, ConnectorState, MetricSeries, Phase2Observation, SqlInstanceState, TlsResult,
 )
 from goldenpath.verdict import Status, Verdict
 
@@ -117,16 +117,84 @@ def db_connections(instance: SqlInstanceState, backends: MetricSeries, threshold
     return verdict(Status.PASS, measured)
 
 
-def no_connector_errors(log: ConnectorLog) -> Verdict:
+def no_connector_errors(log: ConnectorLog, metrics: ConnectorMetrics | None, conn: ConnectorState | None,
+                        thresholds: Thresholds) -> Verdict:
+    """"No VPC connectivity errors", judged on the signals Google documents for a connector.
+
+    The runbook's query (``resource.type="vpc_access_connector"``) is still read and any entry it
+    returns fails, but its emptiness is no evidence: Serverless VPC Access documents only audit
+    logs. What is evidence: the connector's metrics (CPU of its instances, active instances
+    against maxInstances, bytes sent and received against what its instances carry) and the socket
+    errors the Cloud Run services behind it print. Logs can only fail the criterion; a pass needs
+    metric points. With neither, it is INCONCLUSIVE.
+    """
+    name, th = log.connector, thresholds
     since = log.since.strftime("%H:%M:%S UTC")
-    evidence = {"since": log.since.isoformat(), "errors": log.errors, "examples": list(log.examples)}
-    if log.errors:
-        plus = "+" if log.capped else ""
-        code = f", {log.code_10035} with error code 10035 (the runbook's connectivity failure)" if log.code_10035 else ""
-        return Verdict(NO_CONNECTOR_ERRORS, log.connector, Status.FAIL,
-                       f"{log.connector}: {log.errors}{plus} errors logged since {since}{code}; expected none", evidence)
-    return Verdict(NO_CONNECTOR_ERRORS, log.connector, Status.PASS,
-                   f"{log.connector}: no error logged since {since}", evidence)
+    cpu = metrics.cpu if metrics else ()
+    instances = metrics.instances if metrics else ()
+    throughput = metrics.throughput if metrics else ()
+    per_instance = CONNECTOR_THROUGHPUT_MBPS.get(conn.machine_type) if conn else None
+    capacity = conn.max_instances * per_instance if conn and per_instance else None
+    evidence: dict[str, object] = {
+        "logs_since": log.since.isoformat(), "runbook_query_errors": log.runbook_errors,
+        "services": list(log.services), "egress_errors": log.egress_errors, "examples": list(log.examples),
+        "metrics_since": metrics.since.isoformat() if metrics else None,
+        "cpu_p95": [(t.isoformat(), round(p, 4)) for t, p, _ in cpu[:20]],
+        "instances": [(t.isoformat(), n) for t, n in instances[:20]],
+        "throughput_mbps": [(t.isoformat(), round(v, 1)) for t, v in throughput[:20]],
+        "capacity_mbps": capacity, "max_instances": conn.max_instances if conn else None,
+        "machine_type": conn.machine_type if conn else None, "threshold": th.connector_load,
+    }
+
+    def verdict(status: Status, reason: str) -> Verdict:
+        return Verdict(NO_CONNECTOR_ERRORS, name, status, f"{name}: {reason}", evidence)
+
+    problems: list[str] = []
+    plus = "+" if log.capped else ""
+    if log.runbook_errors:
+        problems.append(f"{log.runbook_errors}{plus} entries for the runbook's query "
+                        f"(resource.type=vpc_access_connector, severity>=ERROR) since {since}")
+    if log.egress_errors:
+        example = f" (e.g. {log.examples[-1]!r})" if log.examples else ""
+        problems.append(f"{log.egress_errors}{plus} connection timeouts/resets in the stdout/stderr of "
+                        f"{', '.join(log.services)} since {since}{example}")
+    cpu_peak = max((p for _, p, _ in cpu), default=None)
+    if cpu_peak is not None and cpu_peak >= th.connector_load:
+        problems.append(f"CPU p95 of its instances reached {cpu_peak:.0%} (expected below {th.connector_load:.0%})")
+    mbps_peak = max((v for _, v in throughput), default=None)
+    if mbps_peak is not None and capacity and mbps_peak >= th.connector_load * capacity:
+        problems.append(f"carrying {mbps_peak:,.0f} Mbps of the ~{capacity:,} Mbps its {conn.max_instances} × "
+                        f"{conn.machine_type} can (expected below {th.connector_load:.0%})")
+    top = max((n for _, n in instances), default=None)
+    at_max = conn is not None and top is not None and top >= conn.max_instances
+    if problems:
+        if at_max:
+            problems.append(f"at its maximum of {conn.max_instances} instances: it cannot scale further")
+        return verdict(Status.FAIL, "; ".join(problems) + "; expected no connectivity error and headroom")
+    if len(cpu) < th.min_points and len(throughput) < th.min_points:
+        metric_since = (metrics.since if metrics else log.since).strftime("%H:%M:%S UTC")
+        return verdict(Status.INCONCLUSIVE,
+                       f"not enough evidence: {len(cpu)} cpu/utilizations, {len(instances)} instances and "
+                       f"{len(throughput)} sent/received_bytes_count points since {metric_since} (at least "
+                       f"{th.min_points} needed), and no connection error in the logs of "
+                       f"{', '.join(log.services) or 'any service using it'} since {since}. An empty log "
+                       "proves nothing (Serverless VPC Access documents only audit logs; plain stderr lines "
+                       "have no severity). Check in Metrics Explorer that vpcaccess.googleapis.com/connector/* "
+                       f"report for resource vpc_access_connector, connector_name={name}, and that the services "
+                       "log their connection errors to stdout/stderr")
+    parts = []
+    if cpu_peak is not None:
+        parts.append(f"CPU p95 peak {cpu_peak:.0%}")
+    if mbps_peak is not None:
+        parts.append(f"{mbps_peak:,.0f} Mbps peak" + (f" of ~{capacity:,} Mbps" if capacity else ""))
+    if top is not None:
+        low = min(n for _, n in instances)
+        parts.append(f"{low}-{top} instances of max {conn.max_instances if conn else '?'}"
+                     + (" (at its maximum: no headroom left to scale)" if at_max else ""))
+    return verdict(Status.PASS, f"{', '.join(parts)} (below {th.connector_load:.0%}) since "
+                                f"{(metrics.since if metrics else log.since).strftime('%H:%M:%S UTC')}; "
+                                f"no connection error in the logs of {', '.join(log.services) or 'any service'} "
+                                f"since {since}")
 
 
 def certificate_valid(domain: str, cert: CertificateState, tls: TlsResult, min_days: float,
@@ -169,7 +237,7 @@ def evaluate(obs: Phase2Observation, target: Target, criteria: list[str] | None 
     if DB_CONNECTIONS in wanted and obs.instance and obs.backends is not None:
         out.append(db_connections(obs.instance, obs.backends, th, obs.backends_since))
     if NO_CONNECTOR_ERRORS in wanted and obs.connector_log is not None:
-        out.append(no_connector_errors(obs.connector_log))
+        out.append(no_connector_errors(obs.connector_log, obs.connector_metrics, obs.connector, th))
     if CERTIFICATE_VALID in wanted and obs.certificate:
         for domain, tls in obs.tls.items():
             out.append(certificate_valid(domain, obs.certificate, tls, th.certificate_min_days))

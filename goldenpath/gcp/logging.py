@@ -17,6 +17,11 @@ from goldenpath.observations import ConnectorLog, RequestLog, StartupLog
 EXAMPLES = 5
 STARTUP_MINUTES = 10  # what a revision logs after this is runtime, not startup
 ERRORS_CAP = 100
+# What applications print when a connection through a Serverless VPC Access connector times out or
+# is reset (Go's net package, Node's ETIMEDOUT/ECONNRESET, Python's errno 110/104; the shapes quoted
+# in public issue threads). Google documents no platform log line for it. RE2, case-insensitive.
+EGRESS_ERROR_PATTERN = ("(?i)(i/o timeout|ETIMEDOUT|ECONNRESET|ECONNREFUSED|connection timed out|"
+                        "connection reset by peer|connection refused|no route to host|network is unreachable)")
 
 
 def _ts(dt: datetime) -> str:
@@ -74,18 +79,38 @@ class CloudLogging:
             examples=examples,
         )
 
-    def connector_errors(self, connector: str, since: datetime) -> ConnectorLog:
-        """Errors a Serverless VPC Access connector logged since ``since`` (runbook: error code 10035)."""
-        filter_ = (
+    def connector_errors(self, connector: str, services: tuple[str, ...], since: datetime) -> ConnectorLog:
+        """What the logs say about ``connector`` since ``since``.
+
+        Two reads, side by side: the runbook's query (``resource.type="vpc_access_connector"``,
+        severity ≥ ERROR; Google documents only audit logs for Serverless VPC Access, so this is
+        normally empty and its emptiness proves nothing), and the socket errors that the Cloud Run
+        ``services`` behind it print to stdout/stderr when their egress fails. Plain lines have no
+        severity, so those are matched by log name and text, not by severity.
+        """
+        project = self.session.target.project
+        runbook = (
             'resource.type="vpc_access_connector" '
             f'AND resource.labels.connector_name="{connector}" '
             f'AND severity>=ERROR AND timestamp>="{_ts(since)}"'
         )
-        entries = self._list(filter_, ERRORS_CAP)
-        texts = [_text(e) for e in entries]
+        names = "|".join(sorted(services))
+        egress = (
+            'resource.type="cloud_run_revision" '
+            f'AND resource.labels.service_name=~"^({names})$" '
+            f'AND logName=~"^projects/{project}/logs/run[.]googleapis[.]com%2Fstd(err|out)$" '
+            f'AND textPayload=~"{EGRESS_ERROR_PATTERN}" '
+            f'AND timestamp>="{_ts(since)}"'
+        )
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            runbook_f = pool.submit(self._list, runbook, ERRORS_CAP)
+            egress_f = pool.submit(self._list, egress, ERRORS_CAP) if services else None
+            ours, theirs = runbook_f.result(), egress_f.result() if egress_f else []
+        texts = [_text(e) for e in (*ours, *theirs)]
         return ConnectorLog(
-            connector=connector, since=since, errors=len(entries), capped=len(entries) >= ERRORS_CAP,
-            code_10035=sum("10035" in t for t in texts), examples=tuple(t[:160] for t in texts[:EXAMPLES]),
+            connector=connector, since=since, runbook_errors=len(ours), services=tuple(sorted(services)),
+            egress_errors=len(theirs), capped=max(len(ours), len(theirs)) >= ERRORS_CAP,
+            examples=tuple(t[:160] for t in texts[:EXAMPLES]),
         )
 
     def startup_errors(self, service: str, revision: str, since: datetime) -> StartupLog:

@@ -4,14 +4,21 @@ channels (Phase 4). gRPC only in the client library."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
 from goldenpath.gcp.session import GcpSession, from_json, to_json
-from goldenpath.observations import MetricSeries
+from goldenpath.observations import ConnectorMetrics, MetricSeries
 
 NUM_BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
+# A Serverless VPC Access connector's metrics (resource vpc_access_connector; Google's sample
+# dashboard networking/vpc-connector-access-monitoring.json, metrics_gcp#gcp-vpcaccess).
+CONNECTOR_CPU = "vpcaccess.googleapis.com/connector/cpu/utilizations"          # GAUGE, DISTRIBUTION
+CONNECTOR_INSTANCES = "vpcaccess.googleapis.com/connector/instances"           # GAUGE, INT64
+CONNECTOR_SENT = "vpcaccess.googleapis.com/connector/sent_bytes_count"         # DELTA, INT64, By
+CONNECTOR_RECEIVED = "vpcaccess.googleapis.com/connector/received_bytes_count"  # DELTA, INT64, By
 
 
 class Monitoring:
@@ -135,6 +142,93 @@ class Monitoring:
                 totals[when] = totals.get(when, 0.0) + float(value)
         points = sorted(totals.items(), key=lambda x: x[0], reverse=True)
         return MetricSeries(metric=metric, points=tuple(points))
+
+
+    # ---- the VPC connector's metrics (raw series: no aggregation asked of Monitoring) ---------
+
+    def connector_metrics(self, connector: str, since: datetime) -> ConnectorMetrics:
+        """The connector's CPU, instances and throughput points whose interval starts at or after
+        ``since`` (a DELTA point that began before a change mixes the old connector with the new)."""
+        flt = f'resource.type = "vpc_access_connector" AND resource.labels.connector_name = "{connector}"'
+        metrics = (CONNECTOR_CPU, CONNECTOR_INSTANCES, CONNECTOR_SENT, CONNECTOR_RECEIVED)
+        with ThreadPoolExecutor(max_workers=len(metrics)) as pool:
+            cpu, instances, sent, received = pool.map(lambda m: self._raw_points(m, flt, since), metrics)
+        bits: dict[datetime, float] = {}
+        for begin, end, value in (*sent, *received):
+            seconds = (end - begin).total_seconds()
+            if seconds > 0:
+                bits[end] = bits.get(end, 0.0) + float(value.int64_value) * 8 / seconds / 1e6
+        return ConnectorMetrics(
+            connector=connector, since=since,
+            cpu=tuple((end, distribution_quantile(v.distribution_value, 0.95), v.distribution_value.mean)
+                      for _, end, v in cpu if v.distribution_value.count),
+            instances=tuple((end, int(v.int64_value)) for _, end, v in instances),
+            throughput=tuple(sorted(bits.items(), key=lambda x: x[0], reverse=True)),
+        )
+
+    def _raw_points(self, metric: str, extra_filter: str, since: datetime) -> list[tuple[datetime, datetime, Any]]:
+        """(interval start, end, TypedValue) of every point of every series of ``metric``, newest first."""
+        from google.cloud import monitoring_v3
+
+        interval = monitoring_v3.TimeInterval(end_time={"seconds": int(time.time())},
+                                              start_time={"seconds": int(since.timestamp())})
+        flt = f'metric.type = "{metric}" AND {extra_filter}'
+        with self.session.call(self.API, "timeSeries.list", flt):
+            pager = self._client.list_time_series(
+                request=monitoring_v3.ListTimeSeriesRequest(
+                    name=self._project, filter=flt, interval=interval,
+                    view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL),
+                retry=self.session.read_retry(), timeout=self.session.target.timeouts.api_seconds)
+            series = list(pager)
+        out = []
+        for ts in series:
+            for p in ts.points:
+                begin, end = _when(p.interval.start_time) or _when(p.interval.end_time), _when(p.interval.end_time)
+                if end is not None and begin is not None and begin >= since:
+                    out.append((begin, end, p.value))
+        return sorted(out, key=lambda x: x[1], reverse=True)
+
+
+def _when(stamp: Any) -> datetime | None:
+    """A point's time, None when unset (a GAUGE point may leave its start time out)."""
+    if stamp is None:
+        return None
+    if isinstance(stamp, datetime):
+        return stamp if stamp.timestamp() > 0 else None
+    return datetime.fromtimestamp(stamp.seconds, timezone.utc) if stamp.seconds else None
+
+
+def distribution_quantile(dist: Any, q: float) -> float:
+    """The ``q`` quantile of a google.api.Distribution, interpolated within its bucket (linear,
+    exponential or explicit buckets, as google/api/distribution.proto defines them: bucket 0 is the
+    underflow, the last the overflow); the mean when it has no bucket counts."""
+    counts = [int(c) for c in dist.bucket_counts]  # trailing zero counts may be left out
+    total = sum(counts)
+    if not total:
+        return float(dist.mean)
+    opts = dist.bucket_options
+    pb = getattr(opts, "_pb", opts)
+    kind = pb.WhichOneof("options")
+    if kind == "linear_buckets":
+        b = pb.linear_buckets
+        finite, lower = b.num_finite_buckets, (lambda i: b.offset + b.width * (i - 1))
+    elif kind == "exponential_buckets":
+        b = pb.exponential_buckets
+        finite, lower = b.num_finite_buckets, (lambda i: b.scale * b.growth_factor ** (i - 1))
+    else:
+        bounds = list(pb.explicit_buckets.bounds)
+        finite, lower = max(0, len(bounds) - 1), (lambda i: bounds[i - 1] if bounds else 0.0)
+    rank, seen = q * total, 0
+    for i, n in enumerate(counts):
+        if n and seen + n >= rank:
+            if i == 0:
+                return min(float(dist.mean), lower(1))   # underflow: below the first bound
+            if i > finite:
+                return lower(finite + 1)                 # overflow: at least the last bound
+            lo, hi = lower(i), lower(i + 1)
+            return lo + (hi - lo) * (rank - seen) / n
+        seen += n
+    return float(dist.mean)
 
 
 def _snake(name: str) -> str:

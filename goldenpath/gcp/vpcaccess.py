@@ -15,9 +15,6 @@ from goldenpath.errors import CheckError
 from goldenpath.gcp.session import GcpSession
 from goldenpath.observations import ConnectorState
 
-# Per-instance throughput (Mbps) by machine type, from the Serverless VPC Access documentation.
-THROUGHPUT_MBPS = {"f1-micro": 100, "e2-micro": 200, "e2-standard-4": 3200}
-
 
 class VpcAccess:
     API = "vpcaccess"

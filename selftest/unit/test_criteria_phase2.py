@@ -11,6 +11,7 @@ from goldenpath.criteria import phase2 as c
 from goldenpath.observations import (
     CertificateState,
     ConnectorLog,
+    ConnectorMetrics,
     ConnectorState,
     MetricSeries,
     Phase2Observation,
@@ -57,10 +58,27 @@ def backends(*values: float) -> MetricSeries:
                         tuple((NOW - timedelta(minutes=i), v) for i, v in enumerate(values)))
 
 
-def connector_log(errors: int = 0, code_10035: int = 0, capped: bool = False) -> ConnectorLog:
-    examples = tuple(f"error code 10035: connection dropped #{i}" for i in range(min(code_10035, 3)))
-    return ConnectorLog(connector=CONNECTOR, since=SINCE, errors=errors, capped=capped, code_10035=code_10035,
-                        examples=examples)
+BACKEND = "netra-backend-staging"
+TIMEOUT = "failed to connect to database: dial tcp 10.20.0.3:5432: i/o timeout"
+
+
+def connector_log(egress: int = 0, runbook: int = 0, capped: bool = False) -> ConnectorLog:
+    examples = tuple([TIMEOUT] * min(egress, 3))
+    return ConnectorLog(connector=CONNECTOR, since=SINCE, runbook_errors=runbook, services=(BACKEND,),
+                        egress_errors=egress, capped=capped, examples=examples)
+
+
+def connector_metrics(cpu: tuple[float, ...] = (), instances: tuple[int, ...] = (),
+                      mbps: tuple[float, ...] = ()) -> ConnectorMetrics:
+    """Points newest first, one a minute."""
+    at = [NOW - timedelta(minutes=i) for i in range(max(len(cpu), len(instances), len(mbps)))]
+    return ConnectorMetrics(connector=CONNECTOR, since=SINCE,
+                            cpu=tuple((at[i], p, p * 0.9) for i, p in enumerate(cpu)),
+                            instances=tuple((at[i], n) for i, n in enumerate(instances)),
+                            throughput=tuple((at[i], v) for i, v in enumerate(mbps)))
+
+
+CLEAN = dict(cpu=(0.3, 0.31, 0.29), instances=(4, 4, 4), mbps=(900, 905, 880))
 
 
 def certificate(*domains: str, status: str = "ACTIVE", expires_in_days: float | None = 60,
@@ -237,26 +255,59 @@ def test_min_points_is_the_targets_own() -> None:
 
 # ---- no_connector_errors ---------------------------------------------------------------------
 
-def test_errors_with_code_10035_fail_naming_the_code() -> None:
-    v = c.no_connector_errors(connector_log(errors=12, code_10035=9))
+def test_overloaded_metrics_fail_without_any_log_entry() -> None:
+    # 3 × e2-micro (about 300 Mbps): CPU saturated, at its maximum, carrying all it can; nothing logged.
+    v = c.no_connector_errors(connector_log(), connector_metrics(cpu=(1.0, 1.0, 0.98), instances=(3, 3, 3),
+                                                                 mbps=(300, 300, 299)),
+                              connector(min_instances=2, max_instances=3, machine_type="e2-micro"), THRESHOLDS)
     assert v.status is Status.FAIL
     assert v.criterion == c.NO_CONNECTOR_ERRORS and v.subject == CONNECTOR
-    assert "12 errors logged since 11:45:00 UTC" in v.reason
-    assert "9 with error code 10035" in v.reason
-    assert v.reason.endswith("expected none")
+    assert "CPU p95 of its instances reached 100% (expected below 80%)" in v.reason
+    assert "carrying 300 Mbps of the ~300 Mbps its 3 × e2-micro can" in v.reason
+    assert "at its maximum of 3 instances: it cannot scale further" in v.reason
+    assert "timeouts" not in v.reason
 
 
-def test_capped_error_count_is_shown_as_at_least() -> None:
-    v = c.no_connector_errors(connector_log(errors=100, capped=True))
+def test_cpu_alone_above_the_threshold_fails() -> None:
+    v = c.no_connector_errors(connector_log(), connector_metrics(cpu=(0.5, 0.85, 0.5), instances=(6, 7, 6),
+                                                                 mbps=(900, 900, 900)), connector(), THRESHOLDS)
+    assert v.status is Status.FAIL and "reached 85%" in v.reason
+    assert "maximum" not in v.reason  # 7 of 10: it can still scale
+
+
+def test_egress_errors_in_the_services_logs_fail_without_metrics() -> None:
+    v = c.no_connector_errors(connector_log(egress=12), None, connector(), THRESHOLDS)
     assert v.status is Status.FAIL
-    assert "100+ errors" in v.reason
-    assert "10035" not in v.reason  # no entry carried the code
+    assert f"12 connection timeouts/resets in the stdout/stderr of {BACKEND} since 11:45:00 UTC" in v.reason
+    assert "i/o timeout" in v.reason
 
 
-def test_no_errors_passes() -> None:
-    v = c.no_connector_errors(connector_log())
+def test_runbook_query_entries_fail_and_a_capped_count_shows_as_at_least() -> None:
+    v = c.no_connector_errors(connector_log(runbook=100, capped=True), connector_metrics(**CLEAN), connector(),
+                              THRESHOLDS)
+    assert v.status is Status.FAIL
+    assert "100+ entries for the runbook's query (resource.type=vpc_access_connector, severity>=ERROR)" in v.reason
+
+
+def test_clean_metrics_and_logs_pass_with_the_numbers() -> None:
+    v = c.no_connector_errors(connector_log(), connector_metrics(**CLEAN), connector(), THRESHOLDS)
     assert v.status is Status.PASS
-    assert f"{CONNECTOR}: no error logged since 11:45:00 UTC" == v.reason
+    assert v.reason == (f"{CONNECTOR}: CPU p95 peak 31%, 905 Mbps peak of ~16,000 Mbps, 4-4 instances of max 10 "
+                        f"(below 80%) since 11:45:00 UTC; no connection error in the logs of {BACKEND} since 11:45:00 UTC")
+
+
+def test_at_maximum_alone_passes_but_says_there_is_no_headroom() -> None:
+    v = c.no_connector_errors(connector_log(), connector_metrics(cpu=(0.5,) * 3, instances=(10,) * 3,
+                                                                 mbps=(5000,) * 3), connector(), THRESHOLDS)
+    assert v.status is Status.PASS and "at its maximum: no headroom left to scale" in v.reason
+
+
+@pytest.mark.parametrize("metrics", [None, connector_metrics(), connector_metrics(cpu=(0.3, 0.3), instances=(4, 4))])
+def test_no_data_is_inconclusive_never_a_pass(metrics: ConnectorMetrics | None) -> None:
+    v = c.no_connector_errors(connector_log(), metrics, connector(), THRESHOLDS)
+    assert v.status is Status.INCONCLUSIVE
+    assert "at least 3 needed" in v.reason and "An empty log proves nothing" in v.reason
+    assert f"connector_name={CONNECTOR}" in v.reason and "Metrics Explorer" in v.reason
 
 
 # ---- certificate_valid -----------------------------------------------------------------------
@@ -318,7 +369,8 @@ def _observation(**changes: object) -> Phase2Observation:
         connector_users=("netra-backend-staging",),
         instance=instance(max_connections(100), ("log_min_duration_statement", "1000")),
         backends=backends(88, 87, 86),
-        connector_log=connector_log(errors=12, code_10035=9),
+        connector_log=connector_log(egress=12),
+        connector_metrics=connector_metrics(cpu=(1.0,) * 3, instances=(3,) * 3, mbps=(300,) * 3),
         certificate=certificate(API, now=now),
         tls={API: tls(API, sans=(API,), now=now),
              WS: tls(WS, verified=False, error="hostname mismatch", sans=(API,), now=now)},

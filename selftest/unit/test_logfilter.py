@@ -127,6 +127,26 @@ def test_the_filter_the_gate_sends_for_a_request_log() -> None:
     assert not matches(base, {**ENTRY, "timestamp": "2025-01-01T11:59:59.999999Z"})
 
 
+STDERR = {"logName": "projects/netra-staging/logs/run.googleapis.com%2Fstderr", "severity": "DEFAULT",
+          "resource": {"type": "cloud_run_revision", "labels": {"service_name": "netra-backend-staging"}},
+          "textPayload": "failed to connect to database: dial tcp 10.20.0.3:5432: i/o timeout"}
+
+
+@pytest.mark.parametrize(("flt", "expected"), [
+    ('textPayload=~"i/o timeout"', True),                       # a regex matches anywhere in the value
+    ('textPayload=~"^i/o timeout"', False),                     # unless anchored
+    ('textPayload=~"I/O TIMEOUT"', False),                      # case-sensitive
+    ('textPayload=~"(?i)(I/O TIMEOUT|ETIMEDOUT)"', True),       # unless (?i)
+    ('textPayload!~"timeout"', False),
+    ('jsonPayload.message!~"timeout"', True),                   # a missing field does not match =~
+    ('jsonPayload.message=~"timeout"', False),
+    ('logName=~"^projects/netra-staging/logs/run[.]googleapis[.]com%2Fstd(err|out)$"', True),
+    ('resource.labels.service_name=~"^(netra-backend-staging|auth)$" AND severity>=ERROR', False),  # DEFAULT
+])
+def test_regular_expression_operators(flt: str, expected: bool) -> None:
+    assert matches(flt, STDERR) is expected
+
+
 @pytest.mark.parametrize("flt", [
     "httpRequest.status=503 OR httpRequest.status=500",
     'severity>=ERROR AND (httpRequest.status=503 OR httpRequest.status=500)',
@@ -135,7 +155,7 @@ def test_the_filter_the_gate_sends_for_a_request_log() -> None:
     "severity>=ERROR NOT httpRequest.status=503",
     "-httpRequest.status=503",
     "severity>=ERROR -httpRequest.status=503",
-    'jsonPayload.message=~"boom"',
+    'textPayload=~"(unclosed"',
     "httpRequest.status=503 OR",
 ])
 def test_unsupported_syntax_is_refused(flt: str) -> None:

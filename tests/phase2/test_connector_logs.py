@@ -13,4 +13,5 @@ pytestmark = pytest.mark.phase2
 @allure.severity(allure.severity_level.CRITICAL)
 def test_no_vpc_connectivity_errors(phase2, gate):
     require(gate.target.connector, "connector", gate.target.name)
-    judge(c.no_connector_errors(phase2.connector_log))
+    judge(c.no_connector_errors(phase2.connector_log, phase2.connector_metrics, phase2.connector,
+                                gate.target.thresholds))
