@@ -28,25 +28,31 @@ class VpcAccess:
     def _connectors(self) -> Any:
         from googleapiclient import discovery
 
+        options = self.session.client_options(self.API)
+        service = discovery.build("vpcaccess", "v1", http=self._http(), static_discovery=True, cache_discovery=False,
+                                  client_options=options or None)
+        return service.projects().locations()
+
+    def _http(self) -> Any:
         import google_auth_httplib2
         import httplib2
 
-        options = self.session.client_options(self.API)
         # An http with the target's timeout: the discovery client's default waits 60 s.
-        http = google_auth_httplib2.AuthorizedHttp(
+        return google_auth_httplib2.AuthorizedHttp(
             self.session.credentials, http=httplib2.Http(timeout=self.session.target.timeouts.api_seconds))
-        service = discovery.build("vpcaccess", "v1", http=http, static_discovery=True, cache_discovery=False,
-                                  client_options=options or None)
-        return service.projects().locations()
 
     def path(self, name: str) -> str:
         return f"{self.parent}/connectors/{name}"
 
     def _execute(self, method: str, resource: str, request: Any) -> dict[str, Any]:
         # Reads are retried on transient errors; writes never (a retried create or delete is not safe).
-        retries = 2 if request.method == "GET" else 0
         with self.session.call(self.API, method, resource):
-            return request.execute(num_retries=retries)
+            if request.method == "GET":
+                return request.execute(num_retries=2)
+            # A write goes out on a connection of its own: the kept-alive one of the reads may have
+            # been closed by the server while the gate waited on another phase, and httplib2 does not
+            # resend a request body it failed to send (BrokenPipeError), nor may it for a write.
+            return request.execute(http=self._http(), num_retries=0)
 
     def get(self, name: str) -> ConnectorState:
         path = self.path(name)
