@@ -29,27 +29,13 @@ class VpcAccess:
 
     @cached_property
     def _connectors(self) -> Any:
-        from googleapiclient import discovery
-
-        import google_auth_httplib2
-        import httplib2
-
-        options = self.session.client_options(self.API)
-        # An http with the target's timeout: the discovery client's default waits 60 s.
-        http = google_auth_httplib2.AuthorizedHttp(
-            self.session.credentials, http=httplib2.Http(timeout=self.session.target.timeouts.api_seconds))
-        service = discovery.build("vpcaccess", "v1", http=http, static_discovery=True, cache_discovery=False,
-                                  client_options=options or None)
-        return service.projects().locations()
+        return self.session.discovery(self.API, "vpcaccess", "v1").projects().locations()
 
     def path(self, name: str) -> str:
         return f"{self.parent}/connectors/{name}"
 
     def _execute(self, method: str, resource: str, request: Any) -> dict[str, Any]:
-        # Reads are retried on transient errors; writes never (a retried create or delete is not safe).
-        retries = 2 if request.method == "GET" else 0
-        with self.session.call(self.API, method, resource):
-            return request.execute(num_retries=retries)
+        return self.session.execute(self.API, method, resource, request)
 
     def get(self, name: str) -> ConnectorState:
         path = self.path(name)
