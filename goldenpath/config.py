@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from goldenpath.errors import ConfigError
 
 APIS = ("run", "logging", "sqladmin", "vpcaccess", "compute", "monitoring", "dashboards")
-# These client libraries speak gRPC only (no REST transport in the locked versions); an http://
-# endpoint for them means plaintext gRPC, which is allowed on loopback only (the twin).
-GRPC_APIS = ("sqladmin", "monitoring")
+# The gate reaches these APIs over gRPC (Monitoring v3's client has no REST transport in the locked
+# version); an http:// endpoint for them means plaintext gRPC, allowed on loopback only (the twin).
+# Cloud SQL Admin is REST-only on Google's side and goes through the discovery client (gcp/sqladmin.py).
+GRPC_APIS = ("monitoring",)
 
 
 # Per-instance throughput (Mbps) of a Serverless VPC Access connector by machine type. Google's

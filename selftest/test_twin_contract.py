@@ -75,8 +75,13 @@ def normalised(template: str) -> str:
     return re.sub(r"\{[^}]*\}", "{}", template.removeprefix("/"))
 
 
+# Method-id prefixes that are not their document's name: sqladmin.v1.json names its methods "sql.*".
+DOCUMENT_OF_PREFIX = {"sql": "sqladmin"}
+
+
 def doc_method(route: ApiRoute) -> dict[str, Any]:
-    api = route.method_id.split(".", 1)[0]
+    prefix = route.method_id.split(".", 1)[0]
+    api = DOCUMENT_OF_PREFIX.get(prefix, prefix)
     # The version follows the API's service path, if it has one (/compute/v1/..., but /v2/... for Run).
     segments = route.path.removeprefix("/").split("/")
     version = segments[1] if segments[0] == api else segments[0]

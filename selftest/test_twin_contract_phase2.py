@@ -1,11 +1,14 @@
 """The twin's contract with Google for Phase 2: Serverless VPC Access, Compute SSL certificates,
-the connector's metrics and what the services behind it log, and the data plane's TLS and
-dependency health.
+Cloud SQL Admin, the connector's metrics and what the services behind it log, and the data plane's
+TLS and dependency health.
 
 Same oracles as :mod:`selftest.test_twin_contract`: the discovery documents for routes, the client
 libraries' message types (and the real generated clients where they have the method) for bodies.
-The rule tests check that the twin refuses what Serverless VPC Access refuses, so a remediation
-that breaks a rule fails in rehearsal, not on staging.
+Cloud SQL Admin has no REST client library in Python (google-cloud-sql is gRPC-only, and the API is
+REST-only), so its bodies are checked against the schemas of sqladmin.v1.json, and its calls go
+through Google's discovery-based client and the gate's own adapter (goldenpath.gcp.sqladmin).
+The rule tests check that the twin refuses what the APIs refuse, so a remediation that breaks a
+rule fails in rehearsal, not on staging.
 """
 
 from __future__ import annotations
@@ -28,8 +31,13 @@ from google.api import metric_pb2
 from google.cloud.logging_v2.types import ListLogEntriesResponse
 from google.logging.type import log_severity_pb2
 
-from selftest.test_twin_contract import doc_method, google_error, normalised, ok, parse_operation, unpack
+from goldenpath.config import APIS, Target
+from goldenpath.errors import CheckError
 from goldenpath.gcp.monitoring import distribution_quantile
+from goldenpath.gcp.session import GcpSession
+from goldenpath.gcp.sqladmin import CloudSql
+from selftest.test_twin_contract import (discovery_doc, doc_method, google_error, normalised, ok, parse_operation,
+                                         unpack)
 from selftest.twinproc import grpc_channel, running_twin
 from twin.server import ROUTES, ApiRoute
 
@@ -63,6 +71,7 @@ PHASE2_IDS = {
     "vpcaccess.projects.locations.connectors.create", "vpcaccess.projects.locations.connectors.patch",
     "vpcaccess.projects.locations.connectors.delete", "vpcaccess.projects.locations.operations.get",
     "compute.sslCertificates.get", "compute.sslCertificates.list",
+    "sql.instances.get", "sql.instances.patch", "sql.operations.get",
 }
 PHASE2_ROUTES = [r for r in ROUTES if r.method_id in PHASE2_IDS]
 
@@ -495,3 +504,195 @@ def test_health_db_follows_the_connector(fast: Twin) -> None:
 def test_health_db_is_healthy_in_the_healthy_scenario(twin: Twin) -> None:
     twin.reset("healthy")
     assert twin.data_get(API_HOST, "/health/db")[0] == 200
+
+
+# ---- 5. Cloud SQL Admin v1 on the REST face ------------------------------------------------------------
+
+INSTANCE = "netra-staging-db"
+INSTANCE_URL = f"/v1/projects/{PROJECT}/instances/{INSTANCE}"
+INCIDENT_FLAGS = {"max_connections": "100", "log_min_duration_statement": "1000", "cloudsql.iam_authentication": "on"}
+SQL_RESTART_SECONDS = 0.5  # the sql_fast fixture's restart, so a flag change shows within a second
+SQLADMIN = discovery_doc("sqladmin", "v1")
+
+
+def schema_problems(schema: dict[str, Any], value: Any, where: str = "") -> list[str]:
+    """Where ``value`` is not what sqladmin.v1.json describes: a field the schema lacks, or a JSON
+    type other than the schema's (int64 is a string in REST JSON). The test's own reading of the
+    document, independent of the twin's."""
+    if "$ref" in schema:
+        schema = SQLADMIN["schemas"][schema["$ref"]]
+    kind = "string" if schema.get("format") in ("int64", "uint64") else schema.get("type", "any")
+    types = {"string": str, "boolean": bool, "integer": int, "number": (int, float), "array": list, "object": dict}
+    if kind != "any" and not isinstance(value, types[kind]):
+        return [f"{where}: {type(value).__name__}, not {kind}"]
+    if kind == "array":
+        return [p for i, item in enumerate(value) for p in schema_problems(schema["items"], item, f"{where}[{i}]")]
+    if kind == "object":
+        props = schema.get("properties", {})
+        return [p for k, v in value.items()
+                for p in (schema_problems(props[k], v, f"{where}.{k}") if k in props else [f"{where}.{k}: unknown"])]
+    return []
+
+
+def sql_body(text: str, schema: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(text)
+    assert schema_problems({"$ref": schema}, body) == [], body
+    return body
+
+
+def sql_flags(body: dict[str, Any]) -> dict[str, str]:
+    return {f["name"]: f.get("value", "") for f in body["settings"].get("databaseFlags", [])}
+
+
+def sql_patch(twin: Twin, flags: dict[str, str], version: int | None, **extra: Any) -> httpx.Response:
+    settings: dict[str, Any] = {"databaseFlags": [{"name": k, "value": v} for k, v in flags.items()], **extra}
+    if version is not None:
+        settings["settingsVersion"] = str(version)
+    return twin.api.patch(INSTANCE_URL, json={"settings": settings})
+
+
+def sql_wait(twin: Twin, op: dict[str, Any], deadline_s: float = TIMEOUT) -> dict[str, Any]:
+    """Poll a sql#operation until DONE, with a deadline."""
+    deadline = time.monotonic() + deadline_s
+    while op["status"] != "DONE":
+        assert time.monotonic() < deadline, f"operation {op['name']} still {op['status']} after {deadline_s} s"
+        time.sleep(0.05)
+        op = sql_body(ok(twin.api.get(f"/v1/projects/{PROJECT}/operations/{op['name']}")), "Operation")
+    return op
+
+
+def target_for(twin: Twin) -> Target:
+    """A target whose every API is the twin, with anonymous credentials: what the gate runs against."""
+    return Target.model_validate({"project": PROJECT, "region": REGION, "services": [{"name": BACKEND}],
+                                  "credentials": "anonymous", "endpoints": {a: twin.endpoint for a in APIS}})
+
+
+@pytest.fixture
+def sql_fast(twin: Twin) -> Twin:
+    text = (SCENARIOS / "incident-1278.toml").read_text()
+    assert text.count("restart_seconds = 3") == 1, "incident-1278.toml no longer says restart_seconds = 3"
+    path = twin.scenario_dir / "incident-sql-fast.toml"
+    path.write_text(text.replace("restart_seconds = 3", f"restart_seconds = {SQL_RESTART_SECONDS}"))
+    twin.reset(str(path))
+    return twin
+
+
+def test_instance_get_body(incident: Twin) -> None:
+    inst = sql_body(ok(incident.api.get(INSTANCE_URL)), "DatabaseInstance")
+    assert (inst["kind"], inst["name"], inst["project"]) == ("sql#instance", INSTANCE, PROJECT)
+    assert inst["connectionName"] == f"{PROJECT}:{REGION}:{INSTANCE}"
+    assert inst["settings"]["settingsVersion"] == "41"  # int64: a string in REST JSON
+    assert sql_flags(inst) == INCIDENT_FLAGS
+
+
+def test_discovery_client_reads_and_patches_through_the_shipped_document(sql_fast: Twin) -> None:
+    # Google's own discovery client, built from sqladmin.v1.json, against the twin: the paths and
+    # verbs it builds must be the twin's.
+    service = GcpSession(target_for(sql_fast)).discovery("sqladmin", "sqladmin", "v1")
+    inst = service.instances().get(project=PROJECT, instance=INSTANCE).execute()
+    merged = {**INCIDENT_FLAGS, "max_connections": "200"}
+    body = {"settings": {"settingsVersion": inst["settings"]["settingsVersion"],
+                         "databaseFlags": [{"name": k, "value": v} for k, v in merged.items()]}}
+    op = service.instances().patch(project=PROJECT, instance=INSTANCE, body=body).execute()
+    assert schema_problems({"$ref": "Operation"}, op) == []
+    assert (op["kind"], op["operationType"], op["status"]) == ("sql#operation", "UPDATE", "RUNNING")
+    assert (op["targetId"], op["targetProject"]) == (INSTANCE, PROJECT)
+    assert op["targetLink"].endswith(f"/v1/projects/{PROJECT}/instances/{INSTANCE}")
+    assert op["selfLink"].endswith(f"/v1/projects/{PROJECT}/operations/{op['name']}")
+    assert op["user"] and op["insertTime"] and "endTime" not in op
+    done = op
+    deadline = time.monotonic() + TIMEOUT
+    while done["status"] != "DONE":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        done = service.operations().get(project=PROJECT, operation=op["name"]).execute()
+    assert schema_problems({"$ref": "Operation"}, done) == [] and "error" not in done
+    start, end = (datetime.fromisoformat(done[k].replace("Z", "+00:00")) for k in ("startTime", "endTime"))
+    assert (end - start).total_seconds() == pytest.approx(SQL_RESTART_SECONDS, abs=0.01)
+    after = service.instances().get(project=PROJECT, instance=INSTANCE).execute()
+    assert sql_flags(after) == merged and after["settings"]["settingsVersion"] == "42"
+
+
+def test_patch_with_only_max_connections_drops_the_other_flags(sql_fast: Twin) -> None:
+    # The runbook's hazard, documented: databaseFlags in a patch REPLACES the list. A "fix" that
+    # sends only max_connections silently removes log_min_duration_statement and IAM authentication.
+    sql_wait(sql_fast, sql_body(ok(sql_patch(sql_fast, {"max_connections": "200"}, 41)), "Operation"))
+    after = sql_body(ok(sql_fast.api.get(INSTANCE_URL)), "DatabaseInstance")
+    assert sql_flags(after) == {"max_connections": "200"}
+    assert after["settings"]["settingsVersion"] == "42"
+
+
+def test_stale_settings_version_is_412_condition_does_not_match(incident: Twin) -> None:
+    before = ok(incident.api.get(INSTANCE_URL))
+    resp = sql_patch(incident, {**INCIDENT_FLAGS, "max_connections": "200"}, 40)
+    assert resp.status_code == 412, resp.text
+    err = resp.json()["error"]
+    assert (err["code"], err["message"]) == (412, "Condition does not match.")
+    assert [(e["reason"], e["location"]) for e in err["errors"]] == [("staleData", "If-Match")]
+    assert ok(incident.api.get(INSTANCE_URL)) == before
+
+
+def test_a_second_patch_while_the_instance_restarts_is_refused(sql_fast: Twin) -> None:
+    op = sql_body(ok(sql_patch(sql_fast, {**INCIDENT_FLAGS, "max_connections": "200"}, 41)), "Operation")
+    google_error(sql_patch(sql_fast, {**INCIDENT_FLAGS, "max_connections": "300"}, 42), 409, "ABORTED")
+    sql_wait(sql_fast, op)
+    assert sql_flags(json.loads(ok(sql_fast.api.get(INSTANCE_URL))))["max_connections"] == "200"
+
+
+@pytest.mark.parametrize("request_", [
+    {"body": {"settings": {"databaseFlags": [{"name": "max_connections", "value": "200"}], "maxConnections": 200}}},
+    {"body": {"settings": {"databaseFlags": {"max_connections": "200"}}}},
+    {"body": {"settings": {"settingsVersion": "forty-one"}}},
+    {"body": {"settings": {"databaseFlags": []}}, "params": {"bogus": "1"}},
+], ids=["unknown-field", "flags-not-a-list", "version-not-int64", "unknown-query-parameter"])
+def test_patch_refuses_what_sqladmin_v1_does_not_describe(incident: Twin, request_: dict[str, Any]) -> None:
+    before = ok(incident.api.get(INSTANCE_URL))
+    resp = incident.api.patch(INSTANCE_URL, json=request_["body"], params=request_.get("params", {}))
+    google_error(resp, 400, "INVALID_ARGUMENT")
+    assert ok(incident.api.get(INSTANCE_URL)) == before
+
+
+def test_documented_parameters_the_twin_does_not_implement_are_refused_not_ignored(incident: Twin) -> None:
+    resp = incident.api.patch(INSTANCE_URL, params={"reconcilePscNetworking": "true"},
+                              json={"settings": {"settingsVersion": "41"}})
+    google_error(resp, 501, "UNIMPLEMENTED")
+    google_error(incident.api.get(INSTANCE_URL, params={"location": REGION}), 501, "UNIMPLEMENTED")
+
+
+def test_unknown_instance_and_operation_are_not_found(incident: Twin) -> None:
+    google_error(incident.api.get(f"/v1/projects/{PROJECT}/instances/no-such-db"), 404, "NOT_FOUND")
+    google_error(incident.api.get(f"/v1/projects/{PROJECT}/operations/00000000-0000-0000-0000-000000000000"),
+                 404, "NOT_FOUND")
+
+
+# ---- the gate's own adapter against the REST face ----
+
+
+def test_the_gates_adapter_merges_flags_and_reports_the_operations_time(sql_fast: Twin) -> None:
+    sql = CloudSql(GcpSession(target_for(sql_fast)))
+    inst = sql.get(INSTANCE)
+    assert (inst.settings_version, dict(inst.flags)) == (41, INCIDENT_FLAGS)
+    merged = [(k, "200" if k == "max_connections" else v) for k, v in inst.flags]
+    done = sql.set_flags(INSTANCE, merged, inst.settings_version)
+    assert list(done.state.flags) == merged and done.state.settings_version == 42
+    assert done.seconds == pytest.approx(SQL_RESTART_SECONDS, abs=0.01)  # the operation's own clock
+    assert sql_fast.get("/_twin/status")["requests"]["by_method"]["sql.instances.patch"] == 1
+
+
+def test_a_stale_settings_version_through_the_gates_adapter_is_refused_and_overwrites_nothing(
+        sql_fast: Twin) -> None:
+    sql = CloudSql(GcpSession(target_for(sql_fast)))
+    planned_from = sql.get(INSTANCE)
+    # Somebody else changes a flag after the gate read the instance (settingsVersion 41 → 42).
+    theirs = {**INCIDENT_FLAGS, "log_min_duration_statement": "250"}
+    sql_wait(sql_fast, sql_body(ok(sql_patch(sql_fast, theirs, 41)), "Operation"))
+
+    merged = [(k, "200" if k == "max_connections" else v) for k, v in planned_from.flags]
+    with pytest.raises(CheckError) as err:
+        sql.set_flags(INSTANCE, merged, planned_from.settings_version)
+    message = str(err.value)
+    assert message.startswith(f"Refused to patch {INSTANCE}: its settings changed after the gate read them")
+    assert "settingsVersion 41" in message and "412 Condition does not match." in message
+    assert "Nothing was overwritten" in message and "run the gate again" in message
+    now = sql_body(ok(sql_fast.api.get(INSTANCE_URL)), "DatabaseInstance")
+    assert sql_flags(now) == theirs and now["settings"]["settingsVersion"] == "42"  # their change stands

@@ -1,7 +1,10 @@
-"""The twin's gRPC face against the real client libraries: Cloud SQL Admin v1 and Monitoring v3
-(time series here; alert policies and notification channels in :mod:`selftest.test_twin_monitoring`).
+"""The twin's gRPC face against the real client libraries: Monitoring v3 (time series here; alert
+policies and notification channels in :mod:`selftest.test_twin_monitoring`), and Cloud SQL Admin's
+gRPC services refused with UNIMPLEMENTED, as Google refuses them (Cloud SQL Admin is REST-only on
+the public endpoint: googleapis/google-cloud-node#6228; its REST face is tested in
+:mod:`selftest.test_twin_contract_phase2`).
 
-Their Python clients have gRPC transports only, so the oracle here is the clients themselves:
+Monitoring's Python client has gRPC transports only, so the oracle here is the client itself:
 
 * every RPC the twin serves must be one the client's transport calls, under the same gRPC path and
   with the same request and response message types (read from the transport's own stubs); the id
@@ -10,9 +13,8 @@ Their Python clients have gRPC transports only, so the oracle here is the client
 * every call below goes through the real client over a plaintext loopback channel to a real twin
   subprocess, so a body the client could not parse, or a status it would not map, fails here.
 
-The rule tests then pin what the runbook depends on: a flag patch REPLACES the flag list, a stale
-settingsVersion is refused, a max_connections change restarts the instance, and the num_backends
-metric reads the incident's 88 connections.
+The rule tests then pin what the runbook depends on: the num_backends metric reads the incident's
+88 connections.
 """
 
 from __future__ import annotations
@@ -26,37 +28,28 @@ import httpx
 import pytest
 from google.api.metric_pb2 import MetricDescriptor
 from google.api_core import exceptions as gexc
-from google.cloud import monitoring_v3, sqladmin_v1
+from google.cloud import monitoring_v3
 from google.cloud.monitoring_v3.services.alert_policy_service.transports import AlertPolicyServiceGrpcTransport
 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 from google.cloud.monitoring_v3.services.notification_channel_service.transports import (
     NotificationChannelServiceGrpcTransport,
 )
-from google.cloud.sqladmin_v1.services.sql_instances_service.transports import SqlInstancesServiceGrpcTransport
-from google.cloud.sqladmin_v1.services.sql_operations_service.transports import SqlOperationsServiceGrpcTransport
 
 from selftest.test_twin_contract import discovery_doc, discovery_methods
 from selftest.twinproc import grpc_channel, running_twin
-from twin import scenario as scenarios
-from twin.grpcserver import RPCS, Rpc
+from twin.grpcserver import REST_ONLY, RPCS, Rpc
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCENARIO = "incident-1278"
 PROJECT, INSTANCE = "netra-staging", "netra-staging-db"
 NUM_BACKENDS = "cloudsql.googleapis.com/database/postgresql/num_backends"
-INCIDENT_FLAGS = {"max_connections": "100", "log_min_duration_statement": "1000", "cloudsql.iam_authentication": "on"}
-RESTART_SECONDS = scenarios.load(SCENARIO).sql.restart_seconds  # type: ignore[union-attr]
 
 # Every RPC goes out with this deadline (seconds).
 TIMEOUT = 10.0
 
-Status = sqladmin_v1.Operation.SqlOperationStatus
-
 # The transport the real client uses for each gRPC service the twin serves.
 TRANSPORTS: dict[str, Any] = {
-    "google.cloud.sql.v1.SqlInstancesService": SqlInstancesServiceGrpcTransport,
-    "google.cloud.sql.v1.SqlOperationsService": SqlOperationsServiceGrpcTransport,
     "google.monitoring.v3.MetricService": MetricServiceGrpcTransport,
     "google.monitoring.v3.AlertPolicyService": AlertPolicyServiceGrpcTransport,
     "google.monitoring.v3.NotificationChannelService": NotificationChannelServiceGrpcTransport,
@@ -108,8 +101,6 @@ def test_rpc_exists_in_client_library(rpc: Rpc) -> None:
 
 # The discovery document (api, version) that describes each gRPC service's REST twin.
 DISCOVERY = {
-    "google.cloud.sql.v1.SqlInstancesService": ("sqladmin", "v1"),
-    "google.cloud.sql.v1.SqlOperationsService": ("sqladmin", "v1"),
     "google.monitoring.v3.MetricService": ("monitoring", "v3"),
     "google.monitoring.v3.AlertPolicyService": ("monitoring", "v3"),
     "google.monitoring.v3.NotificationChannelService": ("monitoring", "v3"),
@@ -139,10 +130,7 @@ class Twin:
 
     def __init__(self, control: httpx.Client, channel: grpc.Channel) -> None:
         self.control = control
-        self.instances = sqladmin_v1.SqlInstancesServiceClient(
-            transport=SqlInstancesServiceGrpcTransport(channel=channel))
-        self.operations = sqladmin_v1.SqlOperationsServiceClient(
-            transport=SqlOperationsServiceGrpcTransport(channel=channel))
+        self.channel = channel
         self.metrics = monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
 
     def reset(self) -> None:
@@ -154,32 +142,6 @@ class Twin:
         assert resp.status_code == 200, resp.text
         return resp.json()
 
-    def get(self) -> sqladmin_v1.DatabaseInstance:
-        return self.instances.get(request=sqladmin_v1.SqlInstancesGetRequest(project=PROJECT, instance=INSTANCE),
-                                  timeout=TIMEOUT)
-
-    def patch(self, flags: dict[str, str], settings_version: int | None = None) -> sqladmin_v1.Operation:
-        settings = sqladmin_v1.Settings(database_flags=[sqladmin_v1.DatabaseFlags(name=k, value=v)
-                                                        for k, v in flags.items()])
-        if settings_version is not None:
-            settings.settings_version = settings_version
-        request = sqladmin_v1.SqlInstancesPatchRequest(project=PROJECT, instance=INSTANCE,
-                                                       body=sqladmin_v1.DatabaseInstance(settings=settings))
-        return self.instances.patch(request=request, timeout=TIMEOUT)
-
-    def operation(self, name: str) -> sqladmin_v1.Operation:
-        return self.operations.get(request=sqladmin_v1.SqlOperationsGetRequest(project=PROJECT, operation=name),
-                                   timeout=TIMEOUT)
-
-    def wait_done(self, name: str, deadline_s: float) -> sqladmin_v1.Operation:
-        deadline, delay = time.monotonic() + deadline_s, 0.05
-        while True:
-            op = self.operation(name)
-            if op.status == Status.DONE or time.monotonic() > deadline:
-                return op
-            time.sleep(delay)  # polling an operation: backoff, bounded by the deadline
-            delay = min(delay * 1.5, 0.5)
-
     def series(self, flt: str, minutes: float = 10) -> list[monitoring_v3.TimeSeries]:
         now = time.time()
         interval = monitoring_v3.TimeInterval(end_time={"seconds": int(now)},
@@ -188,10 +150,6 @@ class Twin:
             name=f"projects/{PROJECT}", filter=flt, interval=interval,
             view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL)
         return list(self.metrics.list_time_series(request=request, timeout=TIMEOUT))
-
-
-def flags(instance: sqladmin_v1.DatabaseInstance) -> dict[str, str]:
-    return {f.name: f.value for f in instance.settings.database_flags}
 
 
 @pytest.fixture(scope="module")
@@ -210,65 +168,31 @@ def twin(twin_server: Twin) -> Twin:
     return twin_server
 
 
-# ---- 2. Cloud SQL Admin through the real client -----------------------------------------------
+# ---- 2. Cloud SQL Admin: REST-only, as on Google's endpoint ----------------------------------------
 
 
-def test_get_instance(twin: Twin) -> None:
-    inst = twin.get()
-    assert (inst.name, inst.project) == (INSTANCE, PROJECT)
-    assert inst.connection_name == f"{PROJECT}:us-central1:{INSTANCE}"
-    assert flags(inst) == INCIDENT_FLAGS
-    assert inst.settings.settings_version == 41
+@pytest.mark.parametrize("path", [
+    "/google.cloud.sql.v1.SqlInstancesService/Get",
+    "/google.cloud.sql.v1.SqlInstancesService/Patch",
+    "/google.cloud.sql.v1.SqlOperationsService/Get",
+    "/google.cloud.sql.v1.SqlInstancesService/NoSuchMethod",  # by service name, whatever the method
+])
+def test_cloud_sql_over_grpc_is_unimplemented(twin: Twin, path: str) -> None:
+    # A raw call (no client library's types): request bytes out (a string field 1, as a protobuf
+    # request would start), a status back.
+    call = twin.channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as err:
+        call(b"\x0a\x0dnetra-staging", timeout=TIMEOUT)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+    assert "Received HTTP status code 404" in err.value.details()  # type: ignore[attr-defined]
+    assert path.split("/")[1] in REST_ONLY
+    assert twin.status()["requests"]["by_method"] == {}  # a refused call is no Cloud SQL request
+    # The instance is still served, on the REST face.
+    assert twin.control.get(f"/v1/projects/{PROJECT}/instances/{INSTANCE}").status_code == 200
 
 
-def test_patch_with_only_max_connections_drops_the_other_flags(twin: Twin) -> None:
-    # The runbook's hazard, documented: databaseFlags in a patch REPLACES the list. A "fix" that
-    # sends only max_connections silently removes log_min_duration_statement and IAM authentication.
-    op = twin.patch({"max_connections": "200"}, settings_version=41)
-    assert twin.wait_done(op.name, RESTART_SECONDS + 5).status == Status.DONE
-    after = twin.get()
-    assert flags(after) == {"max_connections": "200"}
-    assert after.settings.settings_version == 42
-
-
-def test_patch_with_the_merged_list_keeps_every_flag(twin: Twin) -> None:
-    merged = {**INCIDENT_FLAGS, "max_connections": "200"}
-    op = twin.patch(merged, settings_version=41)
-    assert twin.wait_done(op.name, RESTART_SECONDS + 5).status == Status.DONE
-    assert flags(twin.get()) == merged
-
-
-def test_stale_settings_version_fails_precondition_and_changes_nothing(twin: Twin) -> None:
-    before = twin.get()
-    with pytest.raises(gexc.FailedPrecondition) as err:
-        twin.patch({**INCIDENT_FLAGS, "max_connections": "200"}, settings_version=40)
-    assert "re-read" in err.value.message.lower()
-    assert twin.get() == before
-
-
-def test_max_connections_patch_restarts_the_instance(twin: Twin) -> None:
-    started = time.monotonic()
-    op = twin.patch({**INCIDENT_FLAGS, "max_connections": "200"}, settings_version=41)
-    assert op.status == Status.RUNNING
-    assert op.operation_type == sqladmin_v1.Operation.SqlOperationType.UPDATE
-    assert (op.target_project, op.target_id) == (PROJECT, INSTANCE)
-
-    # A second change while it restarts is refused, as Cloud SQL refuses concurrent operations.
-    with pytest.raises(gexc.Aborted):
-        twin.patch({**INCIDENT_FLAGS, "max_connections": "300"}, settings_version=42)
-
-    done = twin.wait_done(op.name, RESTART_SECONDS + 5)
-    assert done.status == Status.DONE, f"still {done.status.name} after {RESTART_SECONDS + 5} s"
-    assert time.monotonic() - started >= RESTART_SECONDS * 0.9  # RUNNING for the restart, not less
-    assert done.end_time.timestamp() - done.start_time.timestamp() == pytest.approx(RESTART_SECONDS, abs=0.01)
-
-
-def test_unknown_instance_is_not_found(twin: Twin) -> None:
-    with pytest.raises(gexc.NotFound):
-        twin.instances.get(request=sqladmin_v1.SqlInstancesGetRequest(project=PROJECT, instance="no-such-db"),
-                           timeout=TIMEOUT)
-    with pytest.raises(gexc.NotFound):
-        twin.operation("00000000-0000-0000-0000-000000000000")
+def test_no_served_rpc_is_a_rest_only_service() -> None:
+    assert not {r.service for r in RPCS} & set(REST_ONLY)
 
 
 # ---- 3. Monitoring through the real client ---------------------------------------------------
@@ -307,12 +231,9 @@ def test_unreadable_filter_is_invalid(twin: Twin, flt: str) -> None:
 
 
 def test_status_counts_grpc_requests_by_method(twin: Twin) -> None:
-    twin.get()
-    op = twin.patch({**INCIDENT_FLAGS, "log_min_duration_statement": "500"}, settings_version=41)
-    twin.operation(op.name)
     twin.series(f'metric.type = "{NUM_BACKENDS}"')
+    twin.series(f'metric.type = "{NUM_BACKENDS}"', minutes=5)
     req = twin.status()["requests"]
-    assert req["writes"] == 1  # the patch, and only the patch
-    assert req["reads"] == 3
-    assert req["by_method"] == {"sql.instances.get": 1, "sql.instances.patch": 1,
-                                "sql.operations.get": 1, "monitoring.projects.timeSeries.list": 1}
+    assert req["writes"] == 0
+    assert req["reads"] == 2
+    assert req["by_method"] == {"monitoring.projects.timeSeries.list": 2}

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control", type=_addr, default=_addr(DEFAULT_CONTROL), help="control plane address")
     p.add_argument("--data", type=_addr, default=_addr(DEFAULT_DATA), help="data plane (TLS) address")
     p.add_argument("--grpc", type=_addr, default=_addr(DEFAULT_GRPC),
-                   help="gRPC address (Cloud SQL Admin and Monitoring have no REST transport in their clients)")
+                   help="gRPC address (Monitoring v3; Cloud SQL Admin is REST-only and answers UNIMPLEMENTED here)")
     p.set_defaults(func=serve)
     p = sub.add_parser("reset", help="put the world back to a scenario (default incident-1278)")
     p.add_argument("--scenario", help="a built-in scenario name or the path of a scenario file")

@@ -1,4 +1,5 @@
-"""The twin's gRPC face: the APIs whose Python clients speak gRPC only (Cloud SQL Admin, Monitoring v3).
+"""The twin's gRPC face: Monitoring v3, whose Python client speaks gRPC only; and Cloud SQL Admin's
+gRPC services refused, as Google refuses them.
 
 Each served method is an :class:`Rpc` in ``RPCS``, naming its gRPC path, the client library's own
 request and response message types, and the discovery-document id the request is counted under
@@ -7,8 +8,12 @@ checks every path and type against the client libraries' transports.
 
 Requests are decoded with the client library's message types, and every answer is parsed into
 the response type with unknown fields refused: a field the real API does not have fails in the
-twin (as INTERNAL), not in a user's incident. The world logic itself lives in :mod:`twin.sqladmin` (Cloud
-SQL) and :mod:`twin.monitoring` (alert policies, notification channels).
+twin (as INTERNAL), not in a user's incident. The world logic itself lives in :mod:`twin.monitoring`.
+
+Cloud SQL Admin is REST-only on Google's public endpoint: every call to its gRPC services ends in
+UNIMPLEMENTED ("12 UNIMPLEMENTED: Received HTTP status code 404", googleapis/google-cloud-node#6228;
+"a REST-only API", googleapis/google-cloud-cpp#8730). The twin answers the same, by service name,
+without knowing the services' messages (``REST_ONLY``); it serves Cloud SQL on its REST face.
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import grpc
-from google.cloud import monitoring_v3, sqladmin_v1
+from google.cloud import monitoring_v3
 from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import Message
 
-from twin import monitoring, sqladmin
+from twin import monitoring
 from twin.store import ApiError, Store
 
 # An RPC handler: the world, the decoded request (a protobuf message), and the time of the call;
@@ -35,11 +40,9 @@ Handler = Callable[[Store, Any, float], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Rpc:
-    service: str      # fully qualified gRPC service, e.g. google.cloud.sql.v1.SqlInstancesService
-    method: str       # e.g. Get
-    # The discovery document's method id, e.g. sql.instances.get: Cloud SQL Admin's document
-    # (sqladmin.v1.json) names its methods "sql.*", not "sqladmin.*".
-    method_id: str
+    service: str      # fully qualified gRPC service, e.g. google.monitoring.v3.MetricService
+    method: str       # e.g. ListTimeSeries
+    method_id: str    # the discovery document's method id, e.g. monitoring.projects.timeSeries.list
     write: bool
     request: Any      # the client library's proto-plus request type
     response: Any     # ... and response type (a plain protobuf class for google.protobuf.Empty)
@@ -56,20 +59,6 @@ class Rpc:
 def _as_json(msg: Message) -> dict[str, Any]:
     """A protobuf message as REST JSON (camelCase names, enum names, unset fields left out)."""
     return json_format.MessageToDict(msg, preserving_proto_field_name=False)
-
-
-def sql_instances_get(w: Store, req: Any, now: float) -> dict[str, Any]:
-    return sqladmin.get_instance(w, req.project, req.instance, now)
-
-
-def sql_instances_patch(w: Store, req: Any, now: float) -> dict[str, Any]:
-    # Over gRPC an empty repeated field is indistinguishable from an absent one, so a body with no
-    # flags leaves the flags alone; a body with any flags replaces the whole list (sqladmin.patch_instance).
-    return sqladmin.patch_instance(w, req.project, req.instance, _as_json(req.body), now)
-
-
-def sql_operations_get(w: Store, req: Any, now: float) -> dict[str, Any]:
-    return sqladmin.get_operation(w, req.project, req.operation, now)
 
 
 def _seconds(ts: Any) -> float:
@@ -135,12 +124,6 @@ ALERTS = "google.monitoring.v3.AlertPolicyService"
 CHANNELS = "google.monitoring.v3.NotificationChannelService"
 
 RPCS: list[Rpc] = [
-    Rpc("google.cloud.sql.v1.SqlInstancesService", "Get", "sql.instances.get", False,
-        sqladmin_v1.SqlInstancesGetRequest, sqladmin_v1.DatabaseInstance, sql_instances_get),
-    Rpc("google.cloud.sql.v1.SqlInstancesService", "Patch", "sql.instances.patch", True,
-        sqladmin_v1.SqlInstancesPatchRequest, sqladmin_v1.Operation, sql_instances_patch),
-    Rpc("google.cloud.sql.v1.SqlOperationsService", "Get", "sql.operations.get", False,
-        sqladmin_v1.SqlOperationsGetRequest, sqladmin_v1.Operation, sql_operations_get),
     Rpc("google.monitoring.v3.MetricService", "ListTimeSeries", "monitoring.projects.timeSeries.list", False,
         monitoring_v3.ListTimeSeriesRequest, monitoring_v3.ListTimeSeriesResponse, monitoring_list_time_series),
     Rpc(ALERTS, "ListAlertPolicies", "monitoring.projects.alertPolicies.list", False,
@@ -221,11 +204,32 @@ def _unary(twin: Any, rpc: Rpc) -> grpc.RpcMethodHandler:
     )
 
 
+# gRPC services Google does not serve on its public endpoint (see the module docstring), and what a
+# call to them gets back.
+REST_ONLY = ("google.cloud.sql.v1.SqlInstancesService", "google.cloud.sql.v1.SqlOperationsService")
+REST_ONLY_MESSAGE = "Received HTTP status code 404"
+
+
+async def _rest_only(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, REST_ONLY_MESSAGE)
+    raise AssertionError("unreachable: context.abort raises")
+
+
+class RestOnly(grpc.GenericRpcHandler):
+    """Every method of the REST_ONLY services, whatever its name or message: UNIMPLEMENTED. The
+    request stays undecoded bytes, so no client library's types are needed."""
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        service = handler_call_details.method.lstrip("/").split("/", 1)[0]  # type: ignore[attr-defined]
+        return grpc.unary_unary_rpc_method_handler(_rest_only) if service in REST_ONLY else None
+
+
 def handlers(twin: Any) -> list[grpc.GenericRpcHandler]:
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
     for rpc in RPCS:
         by_service.setdefault(rpc.service, {})[rpc.method] = _unary(twin, rpc)
-    return [grpc.method_handlers_generic_handler(svc, methods) for svc, methods in by_service.items()]
+    served = [grpc.method_handlers_generic_handler(svc, methods) for svc, methods in by_service.items()]
+    return [*served, RestOnly()]
 
 
 async def serve_grpc(twin: Any, host: str, port: int, control: Any) -> None:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from twin import compute, dashboards, dataplane, encode, logging, run, vpcaccess
+from twin import compute, dashboards, dataplane, encode, logging, run, sqladmin, vpcaccess
 from twin.logfilter import FilterError
 from twin.scenario import ScenarioError
 from twin.store import ApiError, Store
@@ -34,6 +34,9 @@ COMPUTE = "/compute/v1/projects/{project}"
 # so the routes below take it as a path parameter ({metric:path}).
 METRICS = "/v2/projects/{project}/metrics"
 DASHBOARDS = "/v1/projects/{project}/dashboards"
+# Cloud SQL Admin: sqladmin.v1.json has rootUrl https://sqladmin.googleapis.com/, servicePath "" and
+# paths v1/projects/{project}/instances/{instance}.
+SQL = "/v1/projects/{project}"
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,40 @@ async def get_vpc_operation(req: Request, w: Store) -> Any:
     return vpcaccess.get_operation(w, p["project"], p["location"], p["operation"])
 
 
+# ---- Cloud SQL Admin v1 (world logic in twin.sqladmin) -----------------------------------------------
+
+
+def _check_sql_query(request: Request, documented: tuple[str, ...]) -> None:
+    """Unknown query parameters are refused (400, as every route here); the ones sqladmin.v1.json
+    documents for the method, none of which the twin implements, are refused as UNIMPLEMENTED,
+    never silently ignored."""
+    _check_query(request, documented)
+    names = {n for d in documented for n in (d, _snake(d))}
+    unserved = sorted(k for k in request.query_params if k in names)
+    if unserved:
+        raise ApiError(501, "UNIMPLEMENTED", f"The twin does not implement query parameter(s) {unserved} of "
+                                             "this Cloud SQL Admin method.")
+
+
+async def get_sql_instance(req: Request, w: Store) -> Any:
+    _check_sql_query(req, ("location",))
+    p = req.path_params
+    return sqladmin.get_instance(w, p["project"], p["instance"], time.time())
+
+
+async def patch_sql_instance(req: Request, w: Store) -> Any:
+    _check_sql_query(req, ("location", "reconcilePscNetworking", "reconcilePscNetworkingForce"))
+    p = req.path_params
+    body = sqladmin.parse_instance(await req.body())
+    return sqladmin.patch_instance(w, p["project"], p["instance"], body, time.time())
+
+
+async def get_sql_operation(req: Request, w: Store) -> Any:
+    _check_sql_query(req, ("location",))
+    p = req.path_params
+    return sqladmin.get_operation(w, p["project"], p["operation"], time.time())
+
+
 # ---- Compute Engine v1: SSL certificates -----------------------------------------------------------
 
 
@@ -326,6 +363,10 @@ ROUTES: list[ApiRoute] = [
              delete_connector),
     ApiRoute("GET", VPC + "/operations/{operation}", "vpcaccess.projects.locations.operations.get", False,
              get_vpc_operation),
+    # sqladmin.v1.json names its methods "sql.*", not "sqladmin.*".
+    ApiRoute("GET", SQL + "/instances/{instance}", "sql.instances.get", False, get_sql_instance),
+    ApiRoute("PATCH", SQL + "/instances/{instance}", "sql.instances.patch", True, patch_sql_instance),
+    ApiRoute("GET", SQL + "/operations/{operation}", "sql.operations.get", False, get_sql_operation),
     ApiRoute("GET", COMPUTE + "/global/sslCertificates", "compute.sslCertificates.list", False, list_certificates),
     ApiRoute("GET", COMPUTE + "/global/sslCertificates/{sslCertificate}", "compute.sslCertificates.get", False,
              get_certificate),

@@ -12,6 +12,7 @@ between pytest runs and shown by ``python -m twin status --json``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -22,18 +23,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import googleapiclient
+
 STATE_FILE = "world.json"
 
 
 class ApiError(Exception):
-    """An error the way Google's REST APIs return it: HTTP code, canonical status, message."""
+    """An error the way Google's REST APIs return it: HTTP code, canonical status, message, and for
+    the older APIs (Cloud SQL Admin) the ``errors`` list of {message, domain, reason, ...}."""
 
-    def __init__(self, code: int, status: str, message: str) -> None:
+    def __init__(self, code: int, status: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
-        self.code, self.status, self.message = code, status, message
+        self.code, self.status, self.message, self.errors = code, status, message, errors
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+        err: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        if self.errors:
+            err["errors"] = self.errors
+        return {"error": err}
 
 
 def rfc3339(ts: float) -> str:
@@ -65,6 +72,55 @@ def parse_body(message_type: Any, text: bytes) -> dict[str, Any]:
         return roundtrip(message_type, raw)
     except Exception as exc:  # the message type rejected it: what the API calls a bad request
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
+
+
+# The discovery documents google-api-python-client ships: Google's description of each REST API.
+DISCOVERY_DIR = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
+
+
+@functools.cache
+def discovery_document(name: str) -> dict[str, Any]:
+    """A shipped discovery document by file stem, e.g. ``sqladmin.v1``."""
+    return json.loads((DISCOVERY_DIR / f"{name}.json").read_text())
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "boolean": (bool,), "number": (int, float), "array": (list,), "object": (dict,),
+}
+
+
+def check_schema(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str) -> None:
+    """Refuse a JSON value the discovery schema does not describe: an unknown field, or a value of the
+    wrong JSON type (int64 and uint64 are strings in REST JSON; Google also accepts a number there).
+    Raises INVALID_ARGUMENT in the words of Google's front end ("Invalid JSON payload received.")."""
+    if "$ref" in schema:
+        schema = doc["schemas"][schema["$ref"]]
+    kind = schema.get("type", "any")
+    if kind == "any":
+        return
+    ok = _JSON_TYPES.get(kind, ())
+    if kind == "integer" or schema.get("format") in ("int64", "uint64"):
+        ok = (int, str) if schema.get("format") in ("int64", "uint64") else (int,)
+        if isinstance(value, str) and not re.fullmatch(r"-?\d+", value):
+            ok = ()
+    if isinstance(value, bool) and kind != "boolean":
+        ok = ()
+    if not isinstance(value, ok):
+        raise ApiError(400, "INVALID_ARGUMENT",
+                       f"Invalid JSON payload received. Invalid value at '{where}' ({kind}): {json.dumps(value)}")
+    if kind == "array":
+        for i, item in enumerate(value):
+            check_schema(doc, schema.get("items", {}), item, f"{where}[{i}]")
+    elif kind == "object":
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in props:
+                check_schema(doc, props[key], item, f"{where}.{key}" if where else key)
+            elif extra is not None:
+                check_schema(doc, extra, item, f"{where}[{key!r}]")
+            else:
+                raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. Unknown name {key!r} at "
+                                                        f"'{where or 'body'}': Cannot find field.")
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,35 @@ class GcpSession:
                 "complete: check it in the console before running again."
             ) from None
 
+    def discovery(self, api: str, name: str, version: str) -> Any:
+        """Google's discovery-based client for ``name`` ``version``, built from the discovery document
+        google-api-python-client ships (no fetch at run time), with the target's endpoint, credentials
+        and timeout. For the REST APIs whose generated Python client lacks a method or a REST
+        transport (Serverless VPC Access, Cloud SQL Admin)."""
+        import google_auth_httplib2
+        import httplib2
+        from googleapiclient import discovery, discovery_cache
+
+        document = discovery_cache.get_static_doc(name, version)
+        if document is None:
+            raise ConfigError(f"google-api-python-client ships no discovery document {name}.{version}.json; "
+                              "reinstall the locked dependencies (bin/bootstrap).")
+        # An http with the target's timeout on every call: the discovery client's default waits 60 s.
+        http = google_auth_httplib2.AuthorizedHttp(
+            self.credentials, http=httplib2.Http(timeout=self.target.timeouts.api_seconds))
+        return discovery.build_from_document(document, http=http,
+                                             client_options=self.client_options(api) or None)
+
+    def execute(self, api: str, method: str, resource: str, request: Any) -> dict[str, Any]:
+        """Run one discovery-client request, recorded and explained like every other call. Reads are
+        retried on transient errors; writes never (a retried create, delete or patch is not safe)."""
+        retries = 2 if request.method == "GET" else 0
+        if not retries:
+            _drop_idle_connections(request.http)
+        with self.call(api, method, resource):
+            result: dict[str, Any] = request.execute(num_retries=retries)
+        return result
+
     def grpc_transport(self, api: str, transport_cls: Any) -> Any:
         """A gRPC transport for the gRPC-only clients: plaintext to an http:// loopback endpoint (the
         twin), the library's default TLS channel otherwise."""
@@ -189,6 +218,18 @@ class GcpSession:
                 f"targets.toml.{twin_hint}"
             )
         return CheckError(f"{api} {method} on {resource} failed unexpectedly: {type(exc).__name__}: {exc}")
+
+
+def _drop_idle_connections(http: Any) -> None:
+    """Close the keep-alive connections an httplib2 Http holds, so the next request opens a fresh one.
+
+    httplib2 reuses an idle connection without checking whether the server closed it meanwhile (a
+    front end closes idle connections after a few seconds; the twin's uvicorn after 5 s), and the
+    request then fails with a broken pipe or a reset. A read is retried; a write is not (it might
+    have been applied), so it must not go out on a connection that may be dead."""
+    inner = getattr(http, "http", http)  # google_auth_httplib2.AuthorizedHttp wraps an httplib2.Http
+    for conn in list(getattr(inner, "connections", {}).values()):
+        conn.close()
 
 
 def _from_discovery(exc: Exception) -> Exception:

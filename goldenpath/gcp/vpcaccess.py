@@ -15,6 +15,9 @@ from goldenpath.errors import CheckError
 from goldenpath.gcp.session import GcpSession
 from goldenpath.observations import ConnectorState
 
+# Per-instance throughput (Mbps) by machine type, from the Serverless VPC Access documentation.
+THROUGHPUT_MBPS = {"f1-micro": 100, "e2-micro": 200, "e2-standard-4": 3200}
+
 
 class VpcAccess:
     API = "vpcaccess"
@@ -26,33 +29,13 @@ class VpcAccess:
 
     @cached_property
     def _connectors(self) -> Any:
-        from googleapiclient import discovery
-
-        options = self.session.client_options(self.API)
-        service = discovery.build("vpcaccess", "v1", http=self._http(), static_discovery=True, cache_discovery=False,
-                                  client_options=options or None)
-        return service.projects().locations()
-
-    def _http(self) -> Any:
-        import google_auth_httplib2
-        import httplib2
-
-        # An http with the target's timeout: the discovery client's default waits 60 s.
-        return google_auth_httplib2.AuthorizedHttp(
-            self.session.credentials, http=httplib2.Http(timeout=self.session.target.timeouts.api_seconds))
+        return self.session.discovery(self.API, "vpcaccess", "v1").projects().locations()
 
     def path(self, name: str) -> str:
         return f"{self.parent}/connectors/{name}"
 
     def _execute(self, method: str, resource: str, request: Any) -> dict[str, Any]:
-        # Reads are retried on transient errors; writes never (a retried create or delete is not safe).
-        with self.session.call(self.API, method, resource):
-            if request.method == "GET":
-                return request.execute(num_retries=2)
-            # A write goes out on a connection of its own: the kept-alive one of the reads may have
-            # been closed by the server while the gate waited on another phase, and httplib2 does not
-            # resend a request body it failed to send (BrokenPipeError), nor may it for a write.
-            return request.execute(http=self._http(), num_retries=0)
+        return self.session.execute(self.API, method, resource, request)
 
     def get(self, name: str) -> ConnectorState:
         path = self.path(name)

@@ -154,15 +154,17 @@ class SetDatabaseFlags:
 
     def apply(self, change: Change) -> dict[str, Any]:
         p = change.payload
-        state = self.observer.sql.set_flags(p["instance"], p["flags"], p["settings_version"])
-        return {"databaseFlags": [{"name": k, "value": v} for k, v in state.flags],
-                "settingsVersion": state.settings_version}
+        done = self.observer.sql.set_flags(p["instance"], p["flags"], p["settings_version"])
+        return {"databaseFlags": [{"name": k, "value": v} for k, v in done.state.flags],
+                "settingsVersion": done.state.settings_version,
+                "operation": done.operation, "operationSeconds": done.seconds}
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
         p = change.payload
-        state = self.observer.sql.set_flags(p["instance"], [tuple(f) for f in p["restore"]],
-                                            applied.get("settingsVersion", p["settings_version"]))
-        return {"databaseFlags": [{"name": k, "value": v} for k, v in state.flags]}
+        done = self.observer.sql.set_flags(p["instance"], [tuple(f) for f in p["restore"]],
+                                           applied.get("settingsVersion", p["settings_version"]))
+        return {"databaseFlags": [{"name": k, "value": v} for k, v in done.state.flags],
+                "operation": done.operation, "operationSeconds": done.seconds}
 
     def restored(self, change: Change) -> tuple[bool, str]:
         inst = self.observer.phase2().instance
