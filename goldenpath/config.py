@@ -109,6 +109,9 @@ class Connector(_Strict):
 class Database(_Strict):
     instance: str
     max_connections: int | None = Field(None, ge=14, description="the max_connections flag remediation sets")
+    metric_alignment_seconds: int = Field(
+        60, ge=1, description="num_backends is read aligned to periods this long and summed by Cloud Monitoring "
+                              "(Google's minimum alignment period is 60 s; the twin samples faster)")
 
 
 class Certificate(_Strict):

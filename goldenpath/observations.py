@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -173,7 +173,14 @@ class SqlInstanceState:
 @dataclass(frozen=True)
 class MetricSeries:
     metric: str
-    points: tuple[tuple[datetime, float], ...]  # newest first, as Cloud Monitoring returns them
+    points: tuple[tuple[datetime, float], ...]  # (end time, value), newest first, as Cloud Monitoring returns them
+    # Aligned points: each describes the period (end - period_seconds, end]; 0 for raw points.
+    period_seconds: float = 0
+    series: int = 1  # how many series (e.g. databases) each point sums
+
+    def newest_after(self, moment: datetime) -> bool:
+        """Whether the newest point describes only time after ``moment`` (its whole period)."""
+        return bool(self.points) and self.points[0][0] - timedelta(seconds=self.period_seconds) >= moment
 
     @property
     def latest(self) -> float | None:

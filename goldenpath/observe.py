@@ -148,7 +148,7 @@ class Observer:
         (conn, using, log, metrics), instance, backends, cert, *tls = await asyncio.gather(
             connector(),
             asyncio.to_thread(self.sql.get, db.instance) if db else asyncio.sleep(0, result=None),
-            self._backends(db.instance, changed) if db else asyncio.sleep(0, result=None),
+            self._backends(db.instance, db.metric_alignment_seconds, changed) if db else asyncio.sleep(0, result=None),
             asyncio.to_thread(self.compute.certificate, t.certificate.name) if t.certificate
             else asyncio.sleep(0, result=None),
             *(self._handshake(d) for d in t.domains),
@@ -157,15 +157,17 @@ class Observer:
                                  connector_log=log, certificate=cert, tls={r.domain: r for r in tls},
                                  backends_since=changed, connector_metrics=metrics)
 
-    async def _backends(self, instance: str, changed: datetime | None) -> MetricSeries:
-        """num_backends; right after a change, wait (backing off) for a point newer than the change,
-        at most metric_settle_seconds: Cloud Monitoring samples and publishes with a lag."""
+    async def _backends(self, instance: str, alignment: int, changed: datetime | None) -> MetricSeries:
+        """num_backends summed over the instance's databases; right after a change, wait (backing off)
+        for a point whose whole period is after the change, at most metric_settle_seconds: Cloud
+        Monitoring samples every minute and publishes a point up to 165 s later."""
         th = self.target.thresholds
         deadline = time.monotonic() + th.metric_settle_seconds
         delay = 0.25
         while True:
-            series = await asyncio.to_thread(self.monitoring.num_backends, instance, th.metric_window_minutes)
-            fresh = changed is None or (series.points and series.points[0][0] >= changed)
+            series = await asyncio.to_thread(self.monitoring.num_backends, instance, th.metric_window_minutes,
+                                             alignment)
+            fresh = changed is None or series.newest_after(changed)
             if fresh or time.monotonic() + delay > deadline:
                 return series
             await asyncio.sleep(delay)

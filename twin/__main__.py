@@ -69,8 +69,11 @@ def serve(args: argparse.Namespace) -> int:
     ca = certs.load_ca(home)
     hosts = [h for s in twin.world.state["services"].values() for h in s["hosts"]] or ["localhost"]
     (chost, cport), (dhost, dport), (ghost, gport) = args.control, args.data, args.grpc
+    # Idle keep-alive connections stay open as long as on the data plane: with uvicorn's default of
+    # 5 s a discovery client (httplib2) that read a resource, worked a while, then writes on the same
+    # connection gets a broken pipe, which Google's front end does not cause that quickly.
     control = uvicorn.Server(uvicorn.Config(control_app(twin), host=chost, port=cport, log_level="warning",
-                                            lifespan="off"))
+                                            lifespan="off", timeout_keep_alive=30))
     data_cfg = uvicorn.Config(data_app(twin), host=dhost, port=dport, log_level="warning", lifespan="off",
                               timeout_keep_alive=30)
     data_cfg.load()

@@ -74,17 +74,17 @@ def monitoring_list_time_series(w: Store, req: Any, now: float) -> dict[str, Any
                        f"The twin holds metrics only for projects/{w.state['project']}; asked for {req.name}.")
     if not (req.HasField("interval") and req.interval.HasField("end_time")):
         raise ApiError(400, "INVALID_ARGUMENT", "Field interval.endTime is required.")
-    # What the twin cannot compute is refused as unimplemented, never silently answered unaggregated.
-    agg_set = [f for f in ("aggregation", "secondary_aggregation") if req.HasField(f) and _as_json(getattr(req, f))]
-    if agg_set or req.order_by:
-        raise ApiError(501, "UNIMPLEMENTED",
-                       f"The twin serves raw points only; {', '.join(agg_set + (['order_by'] if req.order_by else []))} "
-                       "is not implemented.")
+    # What the twin cannot compute is refused (twin.monitoring.Aggregation), never answered raw.
+    refused = [f for f, asked in (("secondary_aggregation", req.HasField("secondary_aggregation")
+                                   and _as_json(req.secondary_aggregation)), ("order_by", req.order_by)) if asked]
+    if refused:
+        raise ApiError(501, "UNIMPLEMENTED", f"The twin does not implement {' and '.join(refused)} in ListTimeSeries.")
     if req.page_token:
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid page token {req.page_token!r}.")
     end = _seconds(req.interval.end_time)
     start = _seconds(req.interval.start_time) if req.interval.HasField("start_time") else end
-    series = monitoring.time_series(w, req.filter, start, end, now=now)
+    aggregation = _as_json(req.aggregation) if req.HasField("aggregation") else None
+    series = monitoring.time_series(w, req.filter, start, end, now=now, aggregation=aggregation)
     if req.view == monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.HEADERS:
         series = [{k: v for k, v in s.items() if k != "points"} for s in series]
     # The whole answer fits one page (a page size is a maximum, and six hours of minutes is small).

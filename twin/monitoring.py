@@ -7,7 +7,8 @@ keyed by the last part of the resource name. Notification channels come from the
 type each, threshold filters naming a metric and a resource type, aggregations that can be computed,
 a combiner for several conditions); its notification channels and the user log-based metrics its
 filters name must exist, or it is NOT_FOUND (the API's "Cannot find metric(s) that match type = …").
-Time series are generated from the world by the API that owns the resource (:mod:`twin.sqladmin`).
+Time series are generated from the world by the API that owns the resource (:data:`SOURCES`, e.g.
+:mod:`twin.sqladmin`), then lagged, aligned and reduced here, generically (:class:`Aggregation`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from google.cloud import monitoring_v3
 
-from twin.sqladmin import NUM_BACKENDS
+from twin import sqladmin
 from twin.vpcaccess import METRIC_KINDS as CONNECTOR_METRICS, connector_series
 from twin.logging import USER_METRIC_PREFIX
+from twin.sqladmin import NUM_BACKENDS
 from twin.store import (
     ApiError, Store, child_id, duration_seconds, invalid, numeric_id, paginate, parent_project, records, rfc3339,
     roundtrip,
@@ -36,8 +38,12 @@ OPERATOR = "goldenpath@twin"  # who the mutation records name (the real API name
 
 # ---- time series ------------------------------------------------------------------------------
 
-# ---- Monitoring: num_backends ------------------------------------------------------------------
-
+# The raw series of each metric type the twin generates, by the API that owns the resource:
+# source(world, start, end) -> [{metric, resource, metricKind, valueType, samples: [(t, v)] newest first}].
+RawSource = Callable[[Store, float, float], list[dict[str, Any]]]
+SOURCES: dict[str, RawSource] = {
+    NUM_BACKENDS: sqladmin.num_backends_series,
+}
 
 _CLAUSE = re.compile(r'^\s*([A-Za-z_][\w.]*)\s*=\s*"([^"]*)"\s*$')
 _LABEL_KEY = re.compile(r"^(metric|resource)\.labels?\.(\w+)$")
@@ -85,58 +91,166 @@ class SeriesFilter:
         )
 
 
-def backends_at(rec: dict[str, Any], t: float) -> int | None:
-    """num_backends at time ``t``: 0 while restarting, else the last recorded value (None before any)."""
-    if any(start <= t < until for start, until in rec.get("restarts", [])):
-        return 0
-    value = None
-    for at, n in rec["backends_history"]:
-        if at <= t:
-            value = n
-    return value
+# Aggregation (google/monitoring/v3/common.proto, monitoring.v3.json "Aggregation"): what each
+# aligner / reducer the twin computes does to a list of values, and the value type of its result
+# (None: "the same as the value_type of the input"). Anything else is refused as UNIMPLEMENTED.
+_ALIGNERS: dict[str, tuple[Callable[[list[float]], float], str | None]] = {
+    "ALIGN_MEAN": (lambda vs: sum(vs) / len(vs), "DOUBLE"),   # "The value_type of the aligned result is DOUBLE."
+    "ALIGN_MAX": (max, None),
+    "ALIGN_MIN": (min, None),
+    "ALIGN_NEXT_OLDER": (lambda vs: vs[0], None),              # values newest first: the most recent one
+    "ALIGN_COUNT": (len, "INT64"),
+}
+_REDUCERS: dict[str, tuple[Callable[[list[float]], float], str | None]] = {
+    "REDUCE_SUM": (sum, None),
+    "REDUCE_MEAN": (lambda vs: sum(vs) / len(vs), "DOUBLE"),
+    "REDUCE_MAX": (max, None),
+    "REDUCE_MIN": (min, None),
+    "REDUCE_COUNT": (len, "INT64"),  # "the number of data-valued time series for each alignment period"
+}
+MAX_LIST_ALIGNMENT_SECONDS = 104 * 7 * 86400  # "The maximum value of the alignment_period is 104 weeks"
+_GROUP_FIELD = re.compile(r"^(metric|resource)\.labels?\.(\w+)$")
 
 
-def time_series(world: Store, filter_: str, start: float, end: float, now: float | None = None) -> list[dict[str, Any]]:
-    """``projects.timeSeries.list`` (view FULL, no aggregation) as TimeSeries REST JSON.
+@dataclass(frozen=True)
+class Aggregation:
+    """A ListTimeSeriesRequest.aggregation the twin can compute (validated as the API documents it)."""
 
-    One point per sample period (60 s unless the scenario says otherwise) in (start, end] (Monitoring's read interval excludes its start;
-    a zero-length interval [end, end] selects the point at end), never after ``now``, newest first
-    as Monitoring returns them. Series without points in the interval are left out, as Monitoring does.
+    aligner: str
+    reducer: str
+    period: float
+    group_by: tuple[tuple[str, str], ...]  # ("metric" | "resource", label key)
+
+    @classmethod
+    def parse(cls, agg: dict[str, Any] | None, sample_period: float) -> "Aggregation | None":
+        """None when there is nothing to compute (no aligner: raw points, "this field is ignored")."""
+        agg = agg or {}
+        aligner = agg.get("perSeriesAligner", "ALIGN_NONE")
+        reducer = agg.get("crossSeriesReducer", "REDUCE_NONE")
+        if reducer != "REDUCE_NONE" and aligner == "ALIGN_NONE":
+            raise invalid("aggregation.per_series_aligner", aligner,
+                           f"the cross-series reducer {reducer} needs a per-series aligner other than ALIGN_NONE "
+                           "(and an alignment period).")
+        if aligner == "ALIGN_NONE":
+            return None  # "If no per-series aligner is specified ... this field is ignored."
+        if "alignmentPeriod" not in agg:
+            raise invalid("aggregation.alignment_period", "",
+                           f"the aligner {aligner} needs an alignment period (at least 60 s).")
+        period = duration_seconds(agg["alignmentPeriod"])
+        # Google: "The value must be at least 60 seconds." The twin also accepts its scenario's
+        # faster sample period (a rehearsal samples every few seconds), never less than one sample.
+        floor = min(60.0, sample_period)
+        if period < floor or period > MAX_LIST_ALIGNMENT_SECONDS:
+            raise invalid("aggregation.alignment_period", agg["alignmentPeriod"],
+                           f"the alignment period must be at least 60 s (the twin also accepts its sample period, "
+                           f"{sample_period:g} s) and at most 104 weeks.")
+        if aligner not in _ALIGNERS:
+            raise ApiError(501, "UNIMPLEMENTED",
+                           f"The twin computes the aligners {', '.join(_ALIGNERS)}; {aligner} is not implemented.")
+        if reducer != "REDUCE_NONE" and reducer not in _REDUCERS:
+            raise ApiError(501, "UNIMPLEMENTED",
+                           f"The twin computes the reducers {', '.join(_REDUCERS)}; {reducer} is not implemented.")
+        group_by = []
+        for field in agg.get("groupByFields", []) if reducer != "REDUCE_NONE" else []:
+            if field == "resource.type":
+                continue  # "this field implicitly contains resource.type"
+            m = _GROUP_FIELD.match(field)
+            if m is None:
+                raise ApiError(501, "UNIMPLEMENTED",
+                               f"The twin groups by metric and resource labels only; group-by field {field!r} "
+                               "is not implemented.")
+            group_by.append((m.group(1), m.group(2)))
+        return cls(aligner, reducer, period, tuple(group_by))
+
+    def apply(self, series: list[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
+        """Align every series to periods ending at ``end``, ``end - period``, … (after ``start``),
+        then reduce them, by group, when a reducer is given. Samples newest first in and out."""
+        aligned = [self._align(s, start, end) for s in series]
+        if self.reducer == "REDUCE_NONE":
+            return aligned
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for s in aligned:
+            key = (s["resource"]["type"], *(s[kind].get("labels", {}).get(k) for kind, k in self.group_by))
+            groups.setdefault(key, []).append(s)
+        fn, value_type = _REDUCERS[self.reducer]
+        out = []
+        for members in groups.values():
+            first = members[0]
+            by_end: dict[float, list[float]] = {}
+            for s in members:
+                for t, v in s["samples"]:
+                    by_end.setdefault(t, []).append(v)
+            kept = {kind: {k: first[kind]["labels"][k] for knd, k in self.group_by
+                           if knd == kind and k in first[kind].get("labels", {})} for kind in ("metric", "resource")}
+            out.append({
+                # Fields not in group_by_fields "are aggregated away".
+                "metric": {"type": first["metric"]["type"], **({"labels": kept["metric"]} if kept["metric"] else {})},
+                "resource": {"type": first["resource"]["type"], "labels": kept["resource"]},
+                "metricKind": first["metricKind"],
+                "valueType": value_type or first["valueType"],
+                "samples": [(t, fn(vs)) for t, vs in sorted(by_end.items(), reverse=True)],
+            })
+        return out
+
+    def _align(self, s: dict[str, Any], start: float, end: float) -> dict[str, Any]:
+        # "a single data point for each alignment_period with end timestamp at the end of the period".
+        # Where periods are anchored is not documented (not confirmed): the twin ends the newest at
+        # the interval's end time. A period without a sample gives no point.
+        fn, value_type = _ALIGNERS[self.aligner]
+        samples = []
+        k = 0
+        while (period_end := round(end - k * self.period, 6)) > start:
+            values = [v for t, v in s["samples"] if period_end - self.period < t <= period_end]
+            if values:
+                samples.append((period_end, fn(values)))
+            k += 1
+        return {**s, "valueType": value_type or s["valueType"], "samples": samples}
+
+
+def _point(t: float, value: float, value_type: str) -> dict[str, Any]:
+    ts = rfc3339(t)
+    typed = {"int64Value": str(int(value))} if value_type == "INT64" else {"doubleValue": float(value)}
+    return {"interval": {"startTime": ts, "endTime": ts}, "value": typed}
+
+
+def time_series(world: Store, filter_: str, start: float, end: float, now: float | None = None,
+                aggregation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """``projects.timeSeries.list`` (view FULL) as TimeSeries REST JSON.
+
+    Raw points come from the metric's source (:data:`SOURCES`) in (start, end] (Monitoring's read
+    interval excludes its start; a zero-length interval selects the point at exactly ``end``), and
+    only those sampled at least ``metric_lag_seconds`` before ``now``: "After sampling, data is not
+    visible for up to 165 seconds". ``aggregation`` (the request's, REST JSON) aligns and reduces
+    them (:class:`Aggregation`). Points are newest first, as Monitoring returns them ("most recent to
+    oldest"); series without points in the interval are left out.
     """
     flt = SeriesFilter.parse(filter_)
-    if flt.metric_type != NUM_BACKENDS and flt.metric_type not in CONNECTOR_METRICS:
-        return []
     if end < start:
         raise ApiError(400, "INVALID_ARGUMENT", "The start time must be before the end time.")
-    if now is not None:
-        end = min(end, now)
+    timing = world.state.get("timing", {})
+    agg = Aggregation.parse(aggregation, float(timing.get("metric_period_seconds", 60)))
     if flt.metric_type in CONNECTOR_METRICS:
-        return connector_series(world, flt, start, end)
-    project, region = world.state["project"], world.state["region"]
+        # The connector's series (a CPU distribution among them) are served raw: the gate reads them
+        # so, and the twin aligns only scalar series. Their publication lag is not documented.
+        if agg is not None:
+            raise ApiError(501, "UNIMPLEMENTED",
+                           f"The twin serves {flt.metric_type} unaggregated only; aggregation is not implemented.")
+        return connector_series(world, flt, start, end if now is None else min(end, now))
+    source = SOURCES.get(flt.metric_type)
+    if source is None:
+        return []
+    visible = end if now is None else min(end, now - float(timing.get("metric_lag_seconds", 0)))
+    if visible < end and visible <= start:
+        return []  # nothing sampled in the interval is published yet
+    raw = source(world, start, visible)
+    series = [s for s in raw if flt.matches(s)]
+    if agg is not None:
+        series = agg.apply(series, start, end)
     out = []
-    for name, rec in world.state.get("sql_instances", {}).items():
-        series: dict[str, Any] = {
-            "metric": {"type": NUM_BACKENDS, "labels": {"database": "postgres"}},
-            "resource": {"type": "cloudsql_database",
-                         "labels": {"project_id": project, "database_id": f"{project}:{name}", "region": region}},
-            "metricKind": "GAUGE",
-            "valueType": "INT64",
-        }
-        if not flt.matches(series):
-            continue
-        # Cloud SQL samples every 60 s; a scenario may sample faster so a rehearsal need not wait
-        # a minute for the first point after a change.
-        period = int(world.state.get("timing", {}).get("metric_period_seconds", 60))
-        last = int(end // period) * period
-        first = last if start == end else (int(start // period) + 1) * period
-        points = []
-        for t in range(last, first - 1, -period):
-            value = backends_at(rec, t)
-            if value is not None:
-                ts = rfc3339(t)
-                points.append({"interval": {"startTime": ts, "endTime": ts}, "value": {"int64Value": str(value)}})
-        if points:
-            out.append({**series, "points": points})
+    for s in series:
+        if s["samples"]:
+            body = {k: v for k, v in s.items() if k != "samples"}
+            out.append({**body, "points": [_point(t, v, s["valueType"]) for t, v in s["samples"]]})
     return out
 
 

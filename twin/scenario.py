@@ -30,6 +30,9 @@ class Timing(_Strict):
     deploy_seconds: float = Field(1.5, ge=0)
     delete_seconds: float = Field(0.4, ge=0)
     metric_period_seconds: int = Field(60, ge=1, le=60)  # Cloud Monitoring sample period of the twin's metrics
+    # "After sampling, data is not visible for up to 165 seconds" (num_backends, Google's metrics
+    # list): a point becomes readable this long after its sample time. Rehearsals set a few seconds.
+    metric_lag_seconds: float = Field(165, ge=0)
 
 
 class Contention(_Strict):
@@ -95,11 +98,24 @@ class SqlSpec(_Strict):
     tier: str = "db-custom-2-7680"
     flags: dict[str, str] = {}
     settings_version: int = Field(1, ge=1)
-    backends: int = Field(0, ge=0)        # connections in use (num_backends)
+    backends: int = Field(0, ge=0)        # connections in use (num_backends, summed over the databases)
+    # num_backends has one series per database (its `database` label). The application's database
+    # holds every connection the system databases do not; a system database holds its count here
+    # (or what is left of the total), so a scenario's total stays ``backends``.
+    database: str = "app"
+    system_databases: dict[str, int] = Field(default_factory=lambda: {"cloudsqladmin": 2, "postgres": 1})
     # > 0: after a max_connections change the application's pools grow to this share of the new max
     # (the "utilization stays above 90 %" scenario); 0: the number of backends stays as it is.
     backends_follow_max: float = Field(0, ge=0, le=1.5)
     restart_seconds: float = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _databases_are_distinct(self) -> "SqlSpec":
+        if self.database in self.system_databases:
+            raise ValueError(f"database {self.database!r} is also listed in system_databases")
+        if any(n < 0 for n in self.system_databases.values()):
+            raise ValueError("system_databases counts must be >= 0")
+        return self
 
 
 class CertificateSpec(_Strict):

@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twin.store import ApiError, Store, check_schema, discovery_document, rfc3339
+from twin.store import ApiError, Store, check_schema, discovery_document, rfc3339, sample_times
 
 if TYPE_CHECKING:
     from twin.scenario import Scenario
@@ -237,6 +237,65 @@ def advance(world: Store, now: float) -> None:
             world.dirty = True
 
 
+# ---- the Cloud SQL metric in Monitoring v3 ------------------------------------------------------
+
+
+def backends_at(rec: dict[str, Any], t: float) -> int | None:
+    """The instance's connections at ``t``: 0 while restarting, else the last recorded value (None before any)."""
+    if any(start <= t < until for start, until in rec.get("restarts", [])):
+        return 0
+    value = None
+    for at, n in rec["backends_history"]:
+        if at <= t:
+            value = n
+    return value
+
+
+def _split(rec: dict[str, Any], total: int) -> dict[str, int]:
+    """``total`` connections by database: each system database its own count (while the total
+    lasts), the application's database the rest, so the series always sum to the total."""
+    out: dict[str, int] = {}
+    left = total
+    for name, count in rec.get("system_databases", {}).items():
+        out[name] = min(count, left)
+        left -= out[name]
+    return {rec.get("app_database", "postgres"): left, **out}
+
+
+def num_backends_series(world: Store, start: float, end: float) -> list[dict[str, Any]]:
+    """Raw ``num_backends`` samples in (start, end] for every instance: one GAUGE INT64 series per
+    database (metric label ``database``) on a ``cloudsql_database`` resource, as Google's metrics list
+    describes the metric. Each series is ``{metric, resource, metricKind, valueType, samples}`` with
+    samples ``(time, value)`` newest first; :mod:`twin.monitoring` filters, lags and aggregates them.
+
+    Every database is sampled once a period, but each at its own offset in the period (the first
+    database at 0, the next 1/n of a period later, ...), deterministically: the series of one
+    instance end at different times, so summing "the newest point of each" is wrong, as it is for
+    the real metric, whose per-database points are not published together.
+    """
+    period = float(world.state.get("timing", {}).get("metric_period_seconds", 60))
+    project, region = world.state["project"], world.state["region"]
+    out = []
+    for name, rec in world.state.get("sql_instances", {}).items():
+        databases = list(_split(rec, 0))
+        for i, database in enumerate(databases):
+            offset = round(i * period / len(databases), 3)
+            samples = []
+            for t in sample_times(start, end, period, offset):
+                total = backends_at(rec, t)
+                if total is not None:
+                    samples.append((t, _split(rec, total)[database]))
+            out.append({
+                "metric": {"type": NUM_BACKENDS, "labels": {"database": database}},
+                "resource": {"type": "cloudsql_database",
+                             "labels": {"project_id": project, "database_id": f"{project}:{name}", "region": region}},
+                "metricKind": "GAUGE",
+                "valueType": "INT64",
+                "samples": samples,
+            })
+    return out
+
+
 # ---- scenario and status -------------------------------------------------------------------
 
 
@@ -270,6 +329,9 @@ def seed(world: Store, sc: Scenario, now: float) -> None:
         # (time, num_backends) from this moment on; the metric is generated from it
         "backends_history": [[now - 6 * 3600, q.backends]],
         "backends_follow_max": q.backends_follow_max,
+        # num_backends is reported per database: the application's first, then the system ones
+        "app_database": q.database,
+        "system_databases": dict(sorted(q.system_databases.items())),
         "restart_seconds": q.restart_seconds,
         "restarting_until": 0.0,
     }

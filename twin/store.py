@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import uuid
@@ -249,3 +250,24 @@ def invalid(field: str, value: object, reason: str) -> ApiError:
 def duration_seconds(duration: str) -> float:
     return float(duration.rstrip("s"))
 
+
+
+def sample_times(start: float, end: float, period: float, offset: float = 0.0) -> list[float]:
+    """The instants ``offset + k * period`` in the read interval (start, end], newest first; a
+    zero-length interval (start == end) selects the sample at exactly ``end``, if there is one.
+
+    Cloud Monitoring reads are half-open, "(startTime, endTime]" (TimeInterval in monitoring.v3.json).
+    """
+    times: list[float] = []
+    k = math.floor((end - offset) / period + 1e-9)
+    while True:
+        t = round(offset + k * period, 6)
+        if t > end + 1e-9:
+            k -= 1
+            continue
+        if start == end:
+            return [t] if abs(t - end) < 1e-6 else []
+        if t <= start + 1e-9:
+            return times
+        times.append(t)
+        k -= 1

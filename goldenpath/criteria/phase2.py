@@ -84,13 +84,17 @@ def connector_ready(conn: ConnectorState, expected: Connector) -> Verdict:
 
 def db_connections(instance: SqlInstanceState, backends: MetricSeries, thresholds: Thresholds,
                    since: datetime | None = None) -> Verdict:
-    """Connections in use (the newest num_backends point) over the effective max_connections.
+    """Connections in use (the newest num_backends point, summed over the instance's databases by
+    Cloud Monitoring) over the effective max_connections.
 
-    ``since``: the last change to the instance; a point older than that describes the old instance.
+    ``since``: the last change to the instance; a point whose period starts before it describes (at
+    least partly) the old instance.
     """
     limit, source = effective_max_connections(instance)
     evidence = {"points": [(t.isoformat(), v) for t, v in backends.points[:20]], "max_connections": limit,
-                "max_connections_from": source, "flags": dict(instance.flags)}
+                "max_connections_from": source, "flags": dict(instance.flags),
+                "aggregation": f"ALIGN_MEAN over {backends.period_seconds:g} s, REDUCE_SUM of {backends.series} "
+                               "database series" if backends.period_seconds else "raw points"}
 
     def verdict(status: Status, reason: str) -> Verdict:
         return Verdict(DB_CONNECTIONS, instance.name, status, f"{instance.name}: {reason}", evidence)
@@ -101,7 +105,7 @@ def db_connections(instance: SqlInstanceState, backends: MetricSeries, threshold
                        f"min (at least {thresholds.min_points} needed); is the instance reporting metrics?")
     if limit is None:
         return verdict(Status.INCONCLUSIVE, f"cannot tell max_connections from {source}; set the flag explicitly")
-    if since is not None and backends.points[0][0] < since:
+    if since is not None and not backends.newest_after(since):
         return verdict(Status.INCONCLUSIVE,
                        f"no num_backends point since the change at {since.strftime('%H:%M:%S UTC')} yet (newest "
                        f"{backends.points[0][0].strftime('%H:%M:%S UTC')}); Cloud Monitoring lags a few minutes, "

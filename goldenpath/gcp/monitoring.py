@@ -112,36 +112,63 @@ class Monitoring:
 
     # ---- metrics -------------------------------------------------------------------------------
 
-    def num_backends(self, instance: str, minutes: int) -> MetricSeries:
-        t = self.session.target
-        return self._series(NUM_BACKENDS, f'resource.labels.database_id = "{t.project}:{instance}"', minutes)
+    def num_backends(self, instance: str, minutes: int, alignment_seconds: int) -> MetricSeries:
+        """The instance's connections: num_backends summed over its databases by Cloud Monitoring.
 
-    def _series(self, metric: str, extra_filter: str, minutes: int) -> MetricSeries:
+        The metric has one series per database, and they are not published together (each sampled
+        and made visible on its own, "up to 165 seconds" after sampling), so the newest points of the
+        series are not one moment's and their sum is not the instance's. The sum is asked of the
+        server instead: each series averaged over aligned periods (ALIGN_MEAN), then REDUCE_SUM across
+        databases grouped by the instance. A period some database has not reported yet is summed
+        short as well, so the same aggregation with REDUCE_COUNT says how many databases each period
+        holds, and only the periods that hold all of them are kept.
+        """
         from google.cloud import monitoring_v3
 
+        Reducer = monitoring_v3.Aggregation.Reducer
+        flt = f'metric.type = "{NUM_BACKENDS}" AND resource.labels.database_id = "{self.session.target.project}:{instance}"'
+
+        def aggregation(reducer: Any) -> Any:
+            return monitoring_v3.Aggregation(
+                alignment_period={"seconds": alignment_seconds},
+                per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_MEAN,
+                cross_series_reducer=reducer, group_by_fields=["resource.labels.database_id"])
+
         now = time.time()
+        # The count first: points only ever become visible, so a period every database had reported
+        # at the first read is whole at the second too (the other order can pair a short sum read
+        # first with a count that saw the missing database publish in between).
+        counts = self._points(flt, aggregation(Reducer.REDUCE_COUNT), minutes, now)
+        sums = self._points(flt, aggregation(Reducer.REDUCE_SUM), minutes, now)
+        databases = int(max(counts.values(), default=0))
+        complete = [(t, v) for t, v in sums.items() if counts.get(t) == databases]
+        return MetricSeries(metric=NUM_BACKENDS, points=tuple(sorted(complete, key=lambda x: x[0], reverse=True)),
+                            period_seconds=float(alignment_seconds), series=databases)
+
+    def _points(self, flt: str, aggregation: Any, minutes: int, now: float) -> dict[datetime, float]:
+        """The points of the one series an aggregated read returns, by end time."""
+        from google.cloud import monitoring_v3
+
         interval = monitoring_v3.TimeInterval(end_time={"seconds": int(now)},
                                               start_time={"seconds": int(now - minutes * 60)})
-        name = f"projects/{self.session.target.project}"
-        flt = f'metric.type = "{metric}"' + (f" AND {extra_filter}" if extra_filter else "")
-        with self.session.call(self.API, "timeSeries.list", flt):
+        reducer = monitoring_v3.Aggregation.Reducer(aggregation.cross_series_reducer).name
+        with self.session.call(self.API, f"timeSeries.list({reducer})", flt):
             pager = self._client.list_time_series(
                 request=monitoring_v3.ListTimeSeriesRequest(
-                    name=name, filter=flt, interval=interval,
+                    name=self._project, filter=flt, interval=interval, aggregation=aggregation,
                     view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL),
                 retry=self.session.read_retry(), timeout=self.session.target.timeouts.api_seconds)
             series = list(pager)
-        # Cloud SQL reports one num_backends series per database: the instance's connections are
-        # their sum at each sample time.
-        totals: dict[datetime, float] = {}
+        if len(series) > 1:  # grouped by the instance: one series, or none when nothing is reported
+            raise ValueError(f"Cloud Monitoring returned {len(series)} series for one instance ({flt}); "
+                             "expected one after REDUCE_* grouped by resource.labels.database_id")
+        points: dict[datetime, float] = {}
         for ts in series:
             for p in ts.points:
                 end = p.interval.end_time
                 when = end if isinstance(end, datetime) else datetime.fromtimestamp(end.seconds, timezone.utc)
-                value = p.value.int64_value if "int64_value" in p.value else p.value.double_value
-                totals[when] = totals.get(when, 0.0) + float(value)
-        points = sorted(totals.items(), key=lambda x: x[0], reverse=True)
-        return MetricSeries(metric=metric, points=tuple(points))
+                points[when] = float(p.value.int64_value if "int64_value" in p.value else p.value.double_value)
+        return points
 
 
     # ---- the VPC connector's metrics (raw series: no aggregation asked of Monitoring) ---------

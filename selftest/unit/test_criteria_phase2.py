@@ -53,9 +53,34 @@ def max_connections(value: int) -> tuple[str, str]:
 
 
 def backends(*values: float) -> MetricSeries:
-    """Points newest first, one a minute, as Cloud Monitoring returns them."""
+    """Points newest first, one a minute, as Cloud Monitoring returns num_backends aligned to 60 s
+    periods (each point ends its period) and summed over the instance's three databases."""
     return MetricSeries("cloudsql.googleapis.com/database/postgresql/num_backends",
-                        tuple((NOW - timedelta(minutes=i), v) for i, v in enumerate(values)))
+                        tuple((NOW - timedelta(minutes=i), v) for i, v in enumerate(values)),
+                        period_seconds=60, series=3)
+
+
+def test_db_point_whose_period_began_before_the_change_is_not_judged() -> None:
+    # The newest point ends at NOW but averages the minute before it, half of it before the change:
+    # it does not describe the changed instance yet, whatever it says.
+    changed = NOW - timedelta(seconds=30)
+    v = c.db_connections(instance(max_connections(200)), backends(88, 88, 88), THRESHOLDS, since=changed)
+    assert v.status is Status.INCONCLUSIVE
+    assert "no num_backends point since the change at 11:59:30 UTC yet" in v.reason
+    assert "run again shortly" in v.reason
+
+
+def test_db_point_whose_whole_period_is_after_the_change_is_judged() -> None:
+    changed = NOW - timedelta(seconds=60)
+    v = c.db_connections(instance(max_connections(200)), backends(88, 170, 170), THRESHOLDS, since=changed)
+    assert v.status is Status.PASS
+    assert "88 of 200 connections in use (44%" in v.reason
+    assert v.evidence["aggregation"] == "ALIGN_MEAN over 60 s, REDUCE_SUM of 3 database series"
+
+
+def test_db_without_a_change_judges_the_newest_point() -> None:
+    v = c.db_connections(instance(max_connections(100)), backends(88, 87, 86), THRESHOLDS, since=None)
+    assert v.status is Status.FAIL and "88 of 100 connections in use (88%" in v.reason
 
 
 BACKEND = "netra-backend-staging"
