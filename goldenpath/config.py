@@ -47,8 +47,11 @@ class Thresholds(_Strict):
     db_escalation: float = Field(0.90, gt=0, le=1, description="above this after remediation: escalate")
     metric_window_minutes: int = Field(10, ge=1, description="how far back metrics are read")
     min_points: int = Field(3, ge=1, description="metric points needed for a conclusive verdict")
-    metric_settle_seconds: float = Field(300, ge=0, description="after a change, wait this long at most for a "
-                                                                   "metric point newer than the change")
+    # Google: Cloud SQL samples every 60 s and publishes a point up to 165 s later, so min_points
+    # complete periods after a change can take 165 + 60 + 3 × 60 s; 300 s would end the wait (and
+    # roll back a good fix as unverifiable) before real metrics can show it.
+    metric_settle_seconds: float = Field(600, ge=0, description="after a change, wait this long at most for "
+                                                                   "metric points newer than the change")
     connector_log_minutes: int = Field(15, ge=1, description="window for the connector's and its services' error logs")
     connector_load: float = Field(0.8, gt=0, le=1, description="the connector's CPU (p95 of its instances) and its "
                                                               "throughput over its capacity must stay below")
