@@ -69,8 +69,11 @@ def serve(args: argparse.Namespace) -> int:
     ca = certs.load_ca(home)
     hosts = [h for s in twin.world.state["services"].values() for h in s["hosts"]] or ["localhost"]
     (chost, cport), (dhost, dport), (ghost, gport) = args.control, args.data, args.grpc
+    # Idle connections stay open longer than uvicorn's 5 s default: the discovery clients (httplib2)
+    # reuse a pooled connection without checking it, and a PATCH on one the server has closed fails
+    # with a connection reset instead of being retried (seen when a gate run pauses between calls).
     control = uvicorn.Server(uvicorn.Config(control_app(twin), host=chost, port=cport, log_level="warning",
-                                            lifespan="off"))
+                                            lifespan="off", timeout_keep_alive=120))
     data_cfg = uvicorn.Config(data_app(twin), host=dhost, port=dport, log_level="warning", lifespan="off",
                               timeout_keep_alive=30)
     data_cfg.load()

@@ -30,6 +30,11 @@ class Timing(_Strict):
     deploy_seconds: float = Field(1.5, ge=0)
     delete_seconds: float = Field(0.4, ge=0)
     metric_period_seconds: int = Field(60, ge=1, le=60)  # Cloud Monitoring sample period of the twin's metrics
+    # How long after a log-based metric's creation (its createTime) an alert policy reading it is
+    # still refused, in the twin's time (the clock scale applies). Google: "If a metric was created
+    # recently, it could take up to 10 minutes to become available" (the NOT_FOUND of
+    # alertPolicies.create; hashicorp/terraform-provider-google#11102).
+    metric_propagation_seconds: float = Field(600, ge=0, le=86_400)
 
 
 class Contention(_Strict):
