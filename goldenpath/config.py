@@ -57,6 +57,11 @@ class Thresholds(_Strict):
                                                               "throughput over its capacity must stay below")
     certificate_min_days: float = Field(21, ge=0, description="a certificate must be valid at least this long")
     clean_window_minutes: float = Field(10, gt=0, description="Success Confirmation: zero 503s for this long")
+    metric_propagation_seconds: float = Field(
+        600, ge=0, le=3600,
+        description="Phase 4: how long after a log-based metric's creation an alert policy reading it may "
+                    "still be refused as not yet usable (Google: up to 10 minutes); the create is retried until "
+                    "then, in the target's time (the twin's clock scale applies)")
 
 
 class Timeouts(_Strict):

@@ -17,3 +17,12 @@ class CheckError(GoldenpathError):
 
 class RemediationRefused(GoldenpathError):
     """A safety rule forbids this remediation; nothing was changed."""
+
+
+class NotYetUsable(GoldenpathError):
+    """The target refused a change only because something it depends on is not usable yet (a new
+    log-based metric still propagating): not a failure, nothing to roll back; a later run applies it."""
+
+    def __init__(self, message: str, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.attempts = attempts  # how many times the target refused it

@@ -96,6 +96,13 @@ class Observer:
                                last_change=state.update_time, log=log)
                 for n, state, log in zip(names, states, logs)}
 
+    def clock_scale(self) -> float:
+        """Target seconds per real second: 1, or more on a sped-up twin (read from the twin each time:
+        a reset may change it)."""
+        from goldenpath import twinctl
+
+        return twinctl.clock_scale(self.target)
+
     def invalidate(self) -> None:
         """Forget what was seen: called after every mutation, so nothing is judged on stale data."""
         self._phase1 = None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -150,3 +154,83 @@ def test_without_a_notification_channel_policies_are_made_and_the_criterion_says
     assert all(not p.get("notificationChannels") for p in policies(incident).values())
     assert monitoring(incident)["notificationChannels"] == []
     assert not any(r["event"].startswith("rollback") for r in incident.journal())
+
+
+# ---- a new log-based metric is not usable at once (Google: "up to 10 minutes") ---------------------
+
+CREATE = "monitoring.projects.alertPolicies.create"
+NOT_YET = "run again in "
+
+
+def _phase_outcomes(box: Sandbox) -> dict[str, str]:
+    """Each phase criterion's outcome in the last run's verdict.json, by test name."""
+    v = json.loads((box.reports / "verdict.json").read_text())
+    return {c["test"]: c["outcome"] for c in v["criteria"] if c["test"].startswith("tests/phase")}
+
+
+def test_from_the_incident_remediate_yes_waits_out_googles_metric_delay(incident: Sandbox) -> None:
+    # Google's 10 minutes (the scenario's own 600 s), on a twin clock ten times as fast: one real minute.
+    incident.reset("incident-1278", clock_scale=10, propagation=None)
+    run = incident.gate("--remediate", "--yes")
+    assert run.returncode == 0, run.output
+    outcomes = _phase_outcomes(incident)
+    assert len(outcomes) == 25 and {t: o for t, o in outcomes.items() if o != "passed"} == {}, run.output
+    assert "phase 4: 11 applied, 0 skipped, 0 rolled back" in run.output and "pending" not in run.output
+    assert sorted(policies(incident)) == POLICIES
+    # The WebSocket policy reads the new metrics: the twin refused it at least once, then created it.
+    assert incident.status()["requests"]["by_method"][CREATE] > len(POLICIES)
+    journal = incident.journal()
+    ws = [r for r in journal if r["step"] == "create-alert-policy" and "WebSocket" in r["summary"]]
+    assert [r["event"] for r in ws] == ["apply.before", "apply.after"]
+    assert ws[1]["after"]["refused"] and all(
+        'Cannot find metric(s) that match type = "logging.googleapis.com/user/websocket_' in why and
+        "could take up to 10 minutes" in why for why in ws[1]["after"]["refused"])
+    assert not any(r["event"].startswith("rollback") or r["event"] == "apply.pending" for r in journal)
+
+    writes = incident.writes()
+    again = incident.gate("-m", "not confirmation", "--remediate", "--yes")
+    assert again.returncode == 0 and "25 passed" in again.output, again.output
+    assert all(f"phase {n}: nothing to change" in again.output for n in (1, 2, 3, 4)), again.output
+    assert incident.writes() == writes
+
+
+def test_when_the_wait_runs_out_the_policy_is_pending_nothing_is_undone_and_a_rerun_creates_it(
+        incident: Sandbox) -> None:
+    # Google's 10 minutes at a clock 60 times as fast (10 real seconds); the gate waits 1 s of it.
+    incident.reset("healthy", clock_scale=60, propagation=None)
+    short = incident.write_targets("short-wait.toml", incident.targets.read_text().replace(
+        "remediation_allowed = true\n", "remediation_allowed = true\nthresholds = { metric_propagation_seconds = 1 }\n", 1))
+    run = incident.gate("-m", "phase4", "--remediate", targets=short)
+    assert run.returncode == 0, run.output  # nothing failed
+    last = run.output.rstrip().splitlines()[-1]
+    assert re.match(r"VERDICT: INCONCLUSIVE — .*'WebSocket Failure Rate Alert' pending: metric not yet usable, "
+                    r"run again in \d+ minutes?", last), last
+    assert re.search(r"pending: create alert policy 'WebSocket Failure Rate Alert'.* — metric not yet usable, "
+                     r"run again in \d+ minutes?", run.output), run.output
+    outcomes = {t.rsplit("::", 1)[-1]: o for t, o in _phase_outcomes(incident).items()}
+    assert outcomes == {"test_alert_policies_configured": "inconclusive", "test_capacity_thresholds_established":
+                        "inconclusive", "test_dashboard_operational": "passed",
+                        "test_error_monitoring_active": "passed"}, outcomes
+    # The metrics stay, the policies that could be made stay, nothing was rolled back.
+    assert metric_names(incident) == METRICS
+    made = {n: p["name"] for n, p in policies(incident).items()}
+    assert sorted(made) == [p for p in POLICIES if not p.startswith("WebSocket")]
+    journal = incident.journal()
+    assert not any(r["event"].startswith("rollback") for r in journal)
+    pending = [r for r in journal if r["step"] == "create-alert-policy" and "WebSocket" in r["summary"]]
+    assert [r["event"] for r in pending] == ["apply.before", "apply.pending"]
+    assert pending[1]["attempts"] >= 1 and "metric not yet usable" in pending[1]["error"]
+
+    # Once Google's delay has passed (10 real seconds after the metrics were made), a rerun creates the
+    # pending policy and changes nothing else.
+    created = max(datetime.fromisoformat(m["createTime"].replace("Z", "+00:00")).timestamp()
+                  for m in monitoring(incident)["logMetrics"])
+    time.sleep(max(0.0, created + 600 / 60 + 0.5 - time.time()))
+    writes = incident.writes()
+    rerun = incident.gate("-m", "phase4", "--remediate", targets=short)
+    assert rerun.returncode == 0 and "4 passed" in rerun.output, rerun.output
+    assert "phase 4: 1 applied, 0 skipped, 0 rolled back" in rerun.output
+    assert "applied: create alert policy 'WebSocket Failure Rate Alert'" in rerun.output
+    assert incident.writes() == writes + 1
+    assert {n: p["name"] for n, p in policies(incident).items() if n in made} == made
+    assert sorted(policies(incident)) == POLICIES

@@ -7,6 +7,9 @@ keyed by the last part of the resource name. Notification channels come from the
 type each, threshold filters naming a metric and a resource type, aggregations that can be computed,
 a combiner for several conditions); its notification channels and the user log-based metrics its
 filters name must exist, or it is NOT_FOUND (the API's "Cannot find metric(s) that match type = …").
+A user metric is not usable at once either: for the scenario's ``metric_propagation_seconds`` (Google's
+"up to 10 minutes", in the twin's time) after its createTime, a policy whose written conditions read
+it gets the same NOT_FOUND.
 Time series are generated from the world by the API that owns the resource (:data:`SOURCES`, e.g.
 :mod:`twin.sqladmin`), then lagged, aligned and reduced here, generically (:class:`Aggregation`).
 """
@@ -17,6 +20,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from google.cloud import monitoring_v3
@@ -342,7 +346,7 @@ def create_alert_policy(world: Store, name: str, policy: dict[str, Any], now: fl
     if policy.get("name"):
         raise invalid("alert_policy.name", policy["name"],
                        "omit the name when creating an alert policy; the API assigns it.")
-    _validate_policy(world, project, policy)
+    _validate_policy(world, project, policy, now)
     policy_name = f"projects/{project}/alertPolicies/{numeric_id()}"
     record = {"mutateTime": rfc3339(now), "mutatedBy": OPERATOR}
     resource = _stored_policy(policy_name, policy, [], record, now)
@@ -370,7 +374,10 @@ def update_alert_policy(world: Store, policy: dict[str, Any], paths: list[str], 
     else:
         wanted = dict(policy)
     project = policy["name"].split("/")[1]
-    _validate_policy(world, project, wanted)
+    # Only conditions being written must read usable metrics: a policy created earlier keeps working
+    # while, say, its channels change (whether Google re-checks unchanged conditions is not known).
+    writes_conditions = not paths or "conditions" in {_mask_field(p) for p in paths}
+    _validate_policy(world, project, wanted, now if writes_conditions else None)
     resource = _stored_policy(current["name"], wanted, current.get("conditions", []), current["creationRecord"], now)
     rec["resource"] = resource
     world.dirty = True
@@ -418,8 +425,9 @@ def _named_conditions(policy_name: str, conditions: list[dict[str, Any]], previo
     return out
 
 
-def _validate_policy(world: Store, project: str, policy: dict[str, Any]) -> None:
-    """The API's checks, the malformed (INVALID_ARGUMENT) before the missing (NOT_FOUND)."""
+def _validate_policy(world: Store, project: str, policy: dict[str, Any], now: float | None) -> None:
+    """The API's checks, the malformed (INVALID_ARGUMENT) before the missing (NOT_FOUND). ``now``:
+    when the conditions are written (create, or an update of them), so new metrics must have propagated."""
     if not policy.get("displayName"):
         raise ApiError(400, "INVALID_ARGUMENT", "Field alert_policy.display_name is required.")
     conditions = policy.get("conditions", [])
@@ -449,7 +457,7 @@ def _validate_policy(world: Store, project: str, policy: dict[str, Any]) -> None
         for kind in ("conditionThreshold", "conditionAbsent"):
             body = cond.get(kind, {})
             for flt in (body.get("filter", ""), body.get("denominatorFilter", "")):
-                _check_user_metrics(world, flt)
+                _check_user_metrics(world, flt, now)
 
 
 def _validate_condition(cond: dict[str, Any], at: str, count: int) -> None:
@@ -521,14 +529,28 @@ def _check_aggregations(aggregations: list[dict[str, Any]], where: str) -> None:
                            f"alignment period must be in multiples of one minute, from 60 s to {MAX_ALIGNMENT_SECONDS} s")
 
 
-def _check_user_metrics(world: Store, flt: str) -> None:
-    """A user (log-based) metric a filter names must exist, as for the real API."""
+def _check_user_metrics(world: Store, flt: str, now: float | None) -> None:
+    """A user (log-based) metric a filter names must exist, as for the real API, and (``now`` given)
+    be older than the scenario's propagation delay: Google answers a metric it does not know yet
+    exactly as one that does not exist (hashicorp/terraform-provider-google#11102)."""
+    metrics = records(world, "log_metrics")
     for metric_type in _METRIC_TYPE.findall(flt):
-        if metric_type.startswith(USER_METRIC_PREFIX) and \
-                metric_type.removeprefix(USER_METRIC_PREFIX) not in records(world, "log_metrics"):
+        if not metric_type.startswith(USER_METRIC_PREFIX):
+            continue
+        rec = metrics.get(metric_type.removeprefix(USER_METRIC_PREFIX))
+        if rec is None or (now is not None and not _propagated(world, rec["resource"], now)):
             raise ApiError(404, "NOT_FOUND",
                            f'Cannot find metric(s) that match type = "{metric_type}". If a metric was created '
                            "recently, it could take up to 10 minutes to become available. Please try again soon.")
+
+
+def _propagated(world: Store, metric: dict[str, Any], now: float) -> bool:
+    """Whether the metric's createTime is the scenario's propagation delay old, in the twin's time
+    (one real second is ``clock_scale`` twin seconds, as for every window of the twin). An update
+    (PUT) of an existing metric keeps its createTime, so it does not start the delay again."""
+    delay = float(world.state.get("timing", {}).get("metric_propagation_seconds", 600))
+    created = datetime.fromisoformat(metric["createTime"].replace("Z", "+00:00")).timestamp()
+    return (now - created) * float(world.state.get("clock_scale", 1.0)) >= delay
 
 
 

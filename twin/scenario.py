@@ -33,6 +33,11 @@ class Timing(_Strict):
     # "After sampling, data is not visible for up to 165 seconds" (num_backends, Google's metrics
     # list): a point becomes readable this long after its sample time. Rehearsals set a few seconds.
     metric_lag_seconds: float = Field(165, ge=0)
+    # How long after a log-based metric's creation (its createTime) an alert policy reading it is
+    # still refused, in the twin's time (the clock scale applies). Google: "If a metric was created
+    # recently, it could take up to 10 minutes to become available" (the NOT_FOUND of
+    # alertPolicies.create; hashicorp/terraform-provider-google#11102).
+    metric_propagation_seconds: float = Field(600, ge=0, le=86_400)
 
 
 class Contention(_Strict):

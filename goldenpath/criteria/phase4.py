@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from goldenpath.config import Target
 from goldenpath.definitions import POLICY_LABEL, Definitions
@@ -108,10 +108,19 @@ def unified(name: str, expected: Any, actual: Any | None) -> str:
     return "\n".join(difflib.unified_diff(a, b, f"{name} (now)", f"{name} (defined)", lineterm=""))
 
 
-def _verdict(criterion: str, subject: str, problems: list[str], ok: str, evidence: dict[str, Any]) -> Verdict:
+def _verdict(criterion: str, subject: str, problems: list[str], ok: str, evidence: dict[str, Any],
+             waiting: Sequence[str] = ()) -> Verdict:
+    """Fail on any problem; else inconclusive while something is ``waiting`` (what cannot be shown
+    yet, e.g. a policy the API refuses until a new metric is usable); else pass."""
     if problems:
-        return Verdict(criterion, subject, Status.FAIL, f"{subject}: " + "; ".join(problems), evidence)
+        return Verdict(criterion, subject, Status.FAIL, f"{subject}: " + "; ".join([*problems, *waiting]), evidence)
+    if waiting:
+        return Verdict(criterion, subject, Status.INCONCLUSIVE, f"{subject}: " + "; ".join(waiting), evidence)
     return Verdict(criterion, subject, Status.PASS, f"{subject}: {ok}", evidence)
+
+
+def _pending_line(label: str, why: str) -> str:
+    return f"{label} pending: {why}"
 
 
 # ---- the criteria --------------------------------------------------------------------------------
@@ -138,15 +147,21 @@ def error_monitoring(obs: Phase4Observation, defs: Definitions) -> Verdict:
 
 
 def alert_policies(obs: Phase4Observation, defs: Definitions, target: Target,
-                   require_channels: bool = True) -> Verdict:
+                   require_channels: bool = True, pending: Mapping[str, str] | None = None) -> Verdict:
     """Each defined policy exists, is enabled, matches its definition and notifies an existing
-    channel. ``require_channels=False`` judges only what remediation can establish (verification)."""
+    channel. ``require_channels=False`` judges only what remediation can establish (verification).
+    ``pending``: policies (by definition id) this run's remediation could not write yet, and why;
+    while one is still not as defined, the verdict is inconclusive rather than failed."""
     have, wanted = existing_channels(obs), wanted_channels(obs, target)
-    problems, diffs, missing = [], [], []
+    problems, diffs, missing, waiting = [], [], [], []
     no_channel = []
     for pid, definition in defs.alert_policies.items():
         actual = find_policy(obs.policies, pid, definition)
         label = f"'{definition['displayName']}'"
+        if pid in (pending or {}) and (actual is None or policy_drift(definition, actual)):
+            waiting.append(_pending_line(label, (pending or {})[pid]))
+            diffs.append(unified(f"alertPolicies/{pid}", definition, actual))
+            continue
         if actual is None:
             missing.append(label)
             diffs.append(unified(f"alertPolicies/{pid}", definition, None))
@@ -180,13 +195,16 @@ def alert_policies(obs: Phase4Observation, defs: Definitions, target: Target,
     return _verdict(ALERT_POLICIES, "alert policies", problems,
                     f"{len(defs.alert_policies)} policies exist, enabled, as defined, notifying "
                     f"{', '.join(wanted) or 'their channels'}",
-                    {"missing": missing, "channels": sorted(have), "diff": "\n".join(diffs)})
+                    {"missing": missing, "pending": dict(pending or {}), "channels": sorted(have),
+                     "diff": "\n".join(diffs)}, waiting)
 
 
-def capacity(obs: Phase4Observation, defs: Definitions, target: Target) -> Verdict:
+def capacity(obs: Phase4Observation, defs: Definitions, target: Target,
+             pending: Mapping[str, str] | None = None) -> Verdict:
     """Every defined threshold is watched by an enabled policy (any policy of the project, not only
-    the gate's), and the services' serving revisions scale as the target says."""
-    problems, covered = [], []
+    the gate's), and the services' serving revisions scale as the target says. A threshold whose
+    policy is ``pending`` (see :func:`alert_policies`) is inconclusive, not failed."""
+    problems, covered, waiting = [], [], []
     enabled = [p for p in obs.policies if p.get("enabled", True) is not False]
     for pid, definition in defs.alert_policies.items():
         for cond in definition.get("conditions", []):
@@ -195,7 +213,9 @@ def capacity(obs: Phase4Observation, defs: Definitions, target: Target) -> Verdi
                 continue
             hit = next((p for p in enabled for c in p.get("conditions", [])
                         if c.get("conditionThreshold") and not differences(threshold, c["conditionThreshold"])), None)
-            if hit is None:
+            if hit is None and pid in (pending or {}):
+                waiting.append(_pending_line(f"'{cond['displayName']}' ({pid})", (pending or {})[pid]))
+            elif hit is None:
                 problems.append(f"'{cond['displayName']}' is not watched by an enabled policy ({pid})")
             else:
                 covered.append(f"{cond['displayName']} ({hit.get('displayName')})")
@@ -205,7 +225,7 @@ def capacity(obs: Phase4Observation, defs: Definitions, target: Target) -> Verdi
     return _verdict(CAPACITY, "thresholds and autoscaling", problems,
                     f"{len(covered)} thresholds watched ({'; '.join(covered)}); autoscaling as defined for "
                     f"{', '.join(scaled) or 'no service (none configured)'}",
-                    {"covered": covered, "autoscaling": scaling})
+                    {"covered": covered, "autoscaling": scaling, "pending": dict(pending or {})}, waiting)
 
 
 def dashboard(obs: Phase4Observation, defs: Definitions) -> Verdict:
@@ -247,6 +267,7 @@ def widgets(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {w.get("title", ""): w for w in widgets}
 
 
-def evaluate(obs: Phase4Observation, defs: Definitions, target: Target, require_channels: bool = True) -> list[Verdict]:
-    return [error_monitoring(obs, defs), alert_policies(obs, defs, target, require_channels),
-            capacity(obs, defs, target), dashboard(obs, defs)]
+def evaluate(obs: Phase4Observation, defs: Definitions, target: Target, require_channels: bool = True,
+             pending: Mapping[str, str] | None = None) -> list[Verdict]:
+    return [error_monitoring(obs, defs), alert_policies(obs, defs, target, require_channels, pending),
+            capacity(obs, defs, target, pending), dashboard(obs, defs)]

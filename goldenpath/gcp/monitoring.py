@@ -7,8 +7,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
+from goldenpath.errors import NotYetUsable
 from goldenpath.gcp.session import GcpSession, from_json, to_json
 from goldenpath.observations import ConnectorMetrics, MetricSeries
 
@@ -19,6 +20,8 @@ CONNECTOR_CPU = "vpcaccess.googleapis.com/connector/cpu/utilizations"          #
 CONNECTOR_INSTANCES = "vpcaccess.googleapis.com/connector/instances"           # GAUGE, INT64
 CONNECTOR_SENT = "vpcaccess.googleapis.com/connector/sent_bytes_count"         # DELTA, INT64, By
 CONNECTOR_RECEIVED = "vpcaccess.googleapis.com/connector/received_bytes_count"  # DELTA, INT64, By
+# The backoff of a policy write waiting for a new log-based metric, in the target's seconds.
+BACKOFF_INITIAL_SECONDS, BACKOFF_MAX_SECONDS = 0.5, 20.0
 
 
 class Monitoring:
@@ -82,29 +85,58 @@ class Monitoring:
             except NotFound:
                 return None
 
-    def create_alert_policy(self, policy: dict[str, Any]) -> dict[str, Any]:
+    def create_alert_policy(self, policy: dict[str, Any], wait_for_metrics: float | None = None,
+                            refusals: list[str] | None = None, clock_scale: float = 1.0) -> dict[str, Any]:
+        """Create the policy. ``wait_for_metrics``: for this many (real) seconds, a refusal because a
+        log-based metric it reads is not usable yet is retried with backoff (in the target's time,
+        ``clock_scale`` target seconds per real second), and once more at most one backoff after that;
+        each refusal is appended to ``refusals``; when the time is up, :class:`NotYetUsable`."""
         from google.cloud import monitoring_v3
 
-        with self.session.call(self.API, "alertPolicies.create", policy.get("displayName", "")):
-            created = self._policies.create_alert_policy(
-                name=self._project, alert_policy=from_json(monitoring_v3.AlertPolicy, policy),
-                timeout=self.session.target.timeouts.api_seconds)
-        return to_json(created)
+        body = from_json(monitoring_v3.AlertPolicy, policy)
+        return self._write("alertPolicies.create", policy.get("displayName", ""), wait_for_metrics, refusals,
+                           lambda retry: self._policies.create_alert_policy(
+                               name=self._project, alert_policy=body, retry=retry,
+                               timeout=self.session.target.timeouts.api_seconds), clock_scale)
 
-    def update_alert_policy(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """Change only ``fields`` (top-level REST names) of the policy, through an update mask."""
+    def update_alert_policy(self, name: str, fields: dict[str, Any], wait_for_metrics: float | None = None,
+                            refusals: list[str] | None = None, clock_scale: float = 1.0) -> dict[str, Any]:
+        """Change only ``fields`` (top-level REST names) of the policy, through an update mask
+        (``wait_for_metrics`` and ``refusals`` as for :meth:`create_alert_policy`)."""
         from google.cloud import monitoring_v3
         from google.protobuf import field_mask_pb2
 
         paths = [_snake(k) for k in fields]
         # A field in the mask but absent from the body is cleared: how an empty previous value is restored.
-        body = {k: v for k, v in fields.items() if v is not None}
-        with self.session.call(self.API, f"alertPolicies.patch({','.join(paths)})", name):
-            updated = self._policies.update_alert_policy(
-                alert_policy=from_json(monitoring_v3.AlertPolicy, {**body, "name": name}),
-                update_mask=field_mask_pb2.FieldMask(paths=paths),
-                timeout=self.session.target.timeouts.api_seconds)
-        return to_json(updated)
+        body = from_json(monitoring_v3.AlertPolicy, {**{k: v for k, v in fields.items() if v is not None},
+                                                     "name": name})
+        return self._write(f"alertPolicies.patch({','.join(paths)})", name, wait_for_metrics, refusals,
+                           lambda retry: self._policies.update_alert_policy(
+                               alert_policy=body, update_mask=field_mask_pb2.FieldMask(paths=paths), retry=retry,
+                               timeout=self.session.target.timeouts.api_seconds), clock_scale)
+
+    def _write(self, method: str, resource: str, wait_for_metrics: float | None, refusals: list[str] | None,
+               call: Callable[[Any], Any], clock_scale: float = 1.0) -> dict[str, Any]:
+        from google.api_core import exceptions as gexc
+        from google.api_core import retry as api_retry
+
+        refused: list[str] = refusals if refusals is not None else []
+        longest = BACKOFF_MAX_SECONDS / clock_scale
+        # No retry at all without a wait: a write is not retried blindly (it is not idempotent). The
+        # Retry never sleeps past its timeout, so one longest backoff is added: the last attempt then
+        # comes after the wait is over (a metric exactly as old as the bound gets its chance).
+        policy = None if wait_for_metrics is None else api_retry.Retry(
+            predicate=metric_not_yet_usable, initial=BACKOFF_INITIAL_SECONDS / clock_scale, multiplier=1.5,
+            maximum=longest, timeout=max(0.0, wait_for_metrics) + longest,
+            on_error=lambda exc: refused.append(_refusal(exc)))
+        with self.session.call(self.API, method, resource):
+            try:
+                return to_json(call(policy))
+            except gexc.RetryError as exc:
+                last = exc.cause if exc.cause is not None else exc
+                refused.append(_refusal(last))
+                raise NotYetUsable(f"{resource}: refused {len(refused)} time(s) because a log-based metric it "
+                                   f"reads is not usable yet (last: {_refusal(last)})", len(refused)) from exc
 
     def delete_alert_policy(self, name: str) -> None:
         with self.session.call(self.API, "alertPolicies.delete", name):
@@ -256,6 +288,24 @@ def distribution_quantile(dist: Any, q: float) -> float:
             return lo + (hi - lo) * (rank - seen) / n
         seen += n
     return float(dist.mean)
+
+
+def metric_not_yet_usable(exc: BaseException) -> bool:
+    """Google's answer to a policy reading a log-based metric that is too new: NOT_FOUND "Cannot find
+    metric(s) that match type = "logging.googleapis.com/user/…". If a metric was created recently, it
+    could take up to 10 minutes to become available. Please try again soon." (hashicorp/terraform-
+    provider-google#11102). The same NOT_FOUND without "created recently" (a metric that does not
+    exist at all, of another kind) is not retried."""
+    from google.api_core import exceptions as gexc
+
+    text = str(getattr(exc, "message", "") or exc)
+    return (isinstance(exc, gexc.NotFound) and "Cannot find metric(s) that match type" in text
+            and "created recently" in text)
+
+
+def _refusal(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    return f"{code} {getattr(exc, 'message', exc)}" if code else str(exc)
 
 
 def _snake(name: str) -> str:

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any, Callable, Iterator
 
 from goldenpath.config import Target
-from goldenpath.errors import CheckError, ConfigError
+from goldenpath.errors import CheckError, ConfigError, NotYetUsable
 from goldenpath.observations import ApiCall
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
@@ -176,6 +176,9 @@ class GcpSession:
             yield
         except ConfigError:
             outcome = "no credentials"
+            raise
+        except NotYetUsable:
+            outcome = "not yet usable"
             raise
         except Exception as exc:
             outcome = f"{type(exc).__name__}"

@@ -9,17 +9,29 @@ without one the policies are still created and the criterion says what to do.
 
 Every change is reversible: a creation is undone by deleting exactly the resource this run made
 (its name is in the journal), an update by writing back the values it replaced.
+
+A new log-based metric is not usable at once: Google refuses a policy reading it with NOT_FOUND "…
+If a metric was created recently, it could take up to 10 minutes to become available. Please try
+again soon." for a while. Such a policy write is retried with backoff until the metric is
+``thresholds.metric_propagation_seconds`` old (target time); after that it is *pending*: not a
+failure, nothing is rolled back (the metrics stay, so the next run need not start the wait again),
+and the alert-policy criteria say "run again in N minutes".
 """
 
 from __future__ import annotations
 
+import math
+import re
 import shlex
+import time
 from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import Any, Callable
 
 from goldenpath.config import Target
 from goldenpath.criteria import phase4 as criteria
 from goldenpath.definitions import Definitions
+from goldenpath.errors import NotYetUsable
 from goldenpath.gcp.run import template_spec
 from goldenpath.observations import Phase4Observation
 from goldenpath.observe import Observer
@@ -226,13 +238,85 @@ class LogMetricUpdate:
         return ok, f"{change.resource} filter is {actual.get('filter')!r}"
 
 
+USER_METRIC = re.compile(r'\bmetric\.type\s*=\s*"logging\.googleapis\.com/user/([^"]+)"')
+# Google's own bound, from its refusal: "it could take up to 10 minutes to become available".
+GOOGLE_PROPAGATION_SECONDS = 600
+
+
+def user_metrics(conditions: list[dict[str, Any]]) -> list[str]:
+    """The log-based metrics (logging.googleapis.com/user/NAME) the conditions' filters read."""
+    names: list[str] = []
+    for cond in conditions:
+        for kind in ("conditionThreshold", "conditionAbsent"):
+            body = cond.get(kind) or {}
+            for flt in (body.get("filter", ""), body.get("denominatorFilter", "")):
+                names += [n for n in USER_METRIC.findall(flt) if n not in names]
+    return names
+
+
+def _span(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+class MetricPropagation:
+    """How long a policy write may wait for the log-based metrics it reads to become usable, and
+    which policies are still pending because of them (by definition id)."""
+
+    def __init__(self, target: Target, observer: Observer) -> None:
+        self.target, self.observer = target, observer
+        self.pending: dict[str, str] = {}
+
+    def _created(self, conditions: list[dict[str, Any]]) -> dict[str, datetime]:
+        created = {}
+        for name in user_metrics(conditions):
+            metric = self.observer.logging.get_metric(name)
+            if metric is None or not metric.get("createTime"):
+                return {}  # a metric that does not exist is not propagating: its NOT_FOUND is an error
+            created[name] = datetime.fromisoformat(str(metric["createTime"]).replace("Z", "+00:00"))
+        return created
+
+    def write(self, pid: str, conditions: list[dict[str, Any]],
+              attempt: Callable[[float | None, list[str], float], dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+        """``attempt(wait_for_metrics, refusals, clock_scale)``, waiting (real seconds) until the newest
+        metric the conditions read is ``metric_propagation_seconds`` old in the target's time (and one
+        backoff more, see :meth:`Monitoring.create_alert_policy`); the refusals seen. When the wait runs
+        out, :class:`NotYetUsable` with when to run again, and ``pid`` is pending."""
+        created = self._created(conditions)
+        refusals: list[str] = []
+        if not created:
+            return attempt(None, refusals, 1.0), refusals
+        scale = self.observer.clock_scale()
+        bound = self.target.thresholds.metric_propagation_seconds
+        newest = max(created.values()).timestamp()
+        wait = (bound - (time.time() - newest) * scale) / scale
+        try:
+            return attempt(max(0.0, wait), refusals, scale), refusals
+        except NotYetUsable as exc:
+            age = (time.time() - newest) * scale  # target seconds since the newest metric was created
+            minutes = max(1, math.ceil((GOOGLE_PROPAGATION_SECONDS - age) / 60))
+            clock = f" (the twin's clock runs ×{scale:g}: {minutes * 60 / scale:.0f} real seconds)" if scale != 1 else ""
+            reason = (f"metric not yet usable, run again in {minutes} minute{'s' if minutes != 1 else ''}{clock}: "
+                      f"Google refused the policy {exc.attempts} time(s) within thresholds.metric_propagation_seconds "
+                      f"({bound:g} s) because {', '.join(created)} (created {_span(age)} ago) is not usable yet "
+                      f"(Google: up to {GOOGLE_PROPAGATION_SECONDS // 60} minutes after a metric's creation); "
+                      "the metrics and the policies made so far are kept, and the next run creates what is pending")
+            self.pending[pid] = reason
+            raise NotYetUsable(reason, exc.attempts) from exc
+
+
 class PolicyCreation:
-    def __init__(self, observer: Observer) -> None:
+    def __init__(self, observer: Observer, propagation: MetricPropagation) -> None:
         self.monitoring = observer.monitoring
+        self.propagation = propagation
 
     def apply(self, change: Change) -> dict[str, Any]:
-        created = self.monitoring.create_alert_policy(change.payload["policy"])
-        return {"name": created["name"]}
+        policy = change.payload["policy"]
+        created, refusals = self.propagation.write(
+            change.payload["pid"], policy.get("conditions", []),
+            lambda wait, refused, scale: self.monitoring.create_alert_policy(policy, wait, refused, scale))
+        # Each refusal before the create went through, so the journal shows every attempt.
+        return {"name": created["name"], **({"refused": refusals} if refusals else {})}
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
         # Only the policy this run created, by the name the API gave it (journaled in apply.after).
@@ -246,12 +330,17 @@ class PolicyCreation:
 
 
 class PolicyUpdate:
-    def __init__(self, observer: Observer) -> None:
+    def __init__(self, observer: Observer, propagation: MetricPropagation) -> None:
         self.monitoring = observer.monitoring
+        self.propagation = propagation
 
     def apply(self, change: Change) -> dict[str, Any]:
-        updated = self.monitoring.update_alert_policy(change.payload["name"], change.payload["fields"])
-        return {"name": updated["name"], "fields": sorted(change.payload["fields"])}
+        fields = change.payload["fields"]
+        updated, refusals = self.propagation.write(
+            change.payload["pid"], fields.get("conditions") or [],  # only written conditions must be usable
+            lambda wait, refused, scale: self.monitoring.update_alert_policy(change.payload["name"], fields, wait,
+                                                                             refused, scale))
+        return {"name": updated["name"], "fields": sorted(fields), **({"refused": refusals} if refusals else {})}
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
         self.monitoring.update_alert_policy(change.payload["name"], change.payload["previous"])
@@ -303,9 +392,11 @@ class Phase4Remedy(ObservedRemedy):
     title = TITLE
 
     def __init__(self, target: Target, observer: Observer) -> None:
+        self.propagation = MetricPropagation(target, observer)
         super().__init__(target, observer, {
             CREATE_METRIC: LogMetricCreation(observer), UPDATE_METRIC: LogMetricUpdate(observer),
-            CREATE_POLICY: PolicyCreation(observer), UPDATE_POLICY: PolicyUpdate(observer),
+            CREATE_POLICY: PolicyCreation(observer, self.propagation),
+            UPDATE_POLICY: PolicyUpdate(observer, self.propagation),
             CREATE_DASHBOARD: DashboardCreation(observer), UPDATE_DASHBOARD: DashboardUpdate(observer),
             AUTOSCALE: Rollout(observer),
         })
@@ -315,9 +406,10 @@ class Phase4Remedy(ObservedRemedy):
 
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
         # What remediation can establish: a missing notification channel is the operator's to create,
-        # so it never rolls back the monitoring that was made (the criterion still fails, with instructions).
+        # so it never rolls back the monitoring that was made (the criterion still fails, with instructions);
+        # a policy pending on a new metric is inconclusive, not failed, so nothing is rolled back for it.
         return criteria.evaluate(self.observer.phase4(), self.observer.definitions(), self.target,
-                                 require_channels=False)
+                                 require_channels=False, pending=self.propagation.pending)
 
     def escalation(self, failed: list[Verdict], restored: bool) -> str:
         after = ("what this run created was deleted and what it updated was written back (verified)" if restored

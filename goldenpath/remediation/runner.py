@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from goldenpath.errors import GoldenpathError
+from goldenpath.errors import GoldenpathError, NotYetUsable
 from goldenpath.remediation.change import Change
 from goldenpath.remediation.journal import Journal
 from goldenpath.verdict import Status, Verdict
@@ -47,6 +47,9 @@ class Outcome:
     skipped: list[tuple[Change, str]] = field(default_factory=list)
     rolled_back: list[Change] = field(default_factory=list)
     kept: list[Change] = field(default_factory=list)  # applied, failed to verify, and one-way
+    # refused only because something it needs is not usable yet (a new log-based metric): not applied,
+    # not a failure, nothing rolled back for it; a later run applies it
+    pending: list[tuple[Change, str]] = field(default_factory=list)
     verification: list[Verdict] = field(default_factory=list)
     rollback_verified: bool | None = None
     escalations: list[str] = field(default_factory=list)
@@ -63,12 +66,13 @@ class Outcome:
             head = f"phase {self.phase}: nothing to change"
         else:
             head = (f"phase {self.phase}: {len(self.applied)} applied, {len(self.skipped)} skipped, "
-                    f"{len(self.rolled_back)} rolled back")
+                    f"{len(self.rolled_back)} rolled back" + (f", {len(self.pending)} pending" if self.pending else ""))
         out = [head]
         if self.refused:
             out.append(f"  refused: {self.refused}")
         out += [f"  applied: {c.summary}" for c in self.applied]
         out += [f"  skipped: {c.summary} — {why}" for c, why in self.skipped]
+        out += [f"  pending: {c.summary} — {why}" for c, why in self.pending]
         out += [f"  rolled back: {c.summary}" for c in self.rolled_back]
         out += [f"  kept (cannot be undone): {c.summary}" for c in self.kept]
         if self.rollback_verified is not None:
@@ -86,6 +90,7 @@ class Outcome:
             "applied": [c.summary for c in self.applied],
             "skipped": [{"change": c.summary, "why": why} for c, why in self.skipped],
             "rolled_back": [c.summary for c in self.rolled_back],
+            "pending": [{"change": c.summary, "why": why} for c, why in self.pending],
             "kept": [c.summary for c in self.kept],
             "rollback_verified": self.rollback_verified,
             "verification": [v.line() for v in self.verification],
@@ -180,11 +185,17 @@ class Runner:
                     for c in changes[:1]]
 
     def _apply(self, change: Change, out: Outcome) -> bool:
+        """Apply one change, journaled; False when the run must stop (it failed)."""
         executor = self.remedy.executor(change.step)
         self.journal.write("apply.before", change, before=change.before, planned=change.after,
                            payload=change.payload)
         try:
             result = executor.apply(change)
+        except NotYetUsable as exc:
+            # Refused, so not applied (and nothing to roll back); the run goes on with the rest.
+            self.journal.write("apply.pending", change, error=str(exc), attempts=exc.attempts)
+            out.pending.append((change, str(exc)))
+            return True
         except GoldenpathError as exc:
             self.journal.write("apply.failed", change, error=str(exc))
             out.error = f"{change.summary}: {exc}"

@@ -230,3 +230,11 @@ def test_connector_limits_of_the_real_api_are_config_errors(tmp_path: Path, tabl
 def test_resolve_port_out_of_range_is_refused(addr: str) -> None:
     with pytest.raises(ValueError, match="1 to 65535"):
         parse_address(addr)
+
+
+def test_metric_propagation_seconds_defaults_to_googles_ten_minutes_and_is_validated(tmp_path: Path) -> None:
+    assert Thresholds().metric_propagation_seconds == 600
+    t = load(write(tmp_path, MINIMAL + "[targets.x.thresholds]\nmetric_propagation_seconds = 30\n"), "x")
+    assert t.thresholds.metric_propagation_seconds == 30
+    msg = error(tmp_path, MINIMAL + "[targets.x.thresholds]\nmetric_propagation_seconds = -1\n")
+    assert "targets.x.thresholds.metric_propagation_seconds" in msg

@@ -456,3 +456,34 @@ def test_unified_projects_the_actual_onto_the_definitions_fields() -> None:
     assert '-  "a": 2,' in text and '+  "a": 1,' in text
     assert "server" not in text and '"name"' not in text
     assert c.unified("x", {"a": 1}, {"a": 1}) == ""
+
+
+# ---- a policy pending on a new log-based metric ----------------------------------------------------
+
+WS = "websocket-failure-rate"
+NOT_YET = "metric not yet usable, run again in 9 minutes: …"
+
+
+def test_a_pending_policy_is_inconclusive_not_failed_and_says_when_to_run_again(defs: Definitions) -> None:
+    obs = as_created(defs)
+    obs = Phase4Observation(**{**obs.__dict__, "policies": replaced(obs.policies, WS, None)})
+    failed = c.evaluate(obs, defs, target())
+    assert [v.status for v in failed][1:3] == [Status.FAIL, Status.FAIL]  # without the outcome: missing
+    _, policies, capacity, _ = c.evaluate(obs, defs, target(), pending={WS: NOT_YET})
+    assert policies.status is Status.INCONCLUSIVE and capacity.status is Status.INCONCLUSIVE
+    assert policies.reason == f"alert policies: 'WebSocket Failure Rate Alert' pending: {NOT_YET}"
+    assert f"({WS}) pending: {NOT_YET}" in capacity.reason
+
+
+def test_a_pending_policy_does_not_hide_another_failure(defs: Definitions) -> None:
+    obs = as_created(defs)
+    obs = Phase4Observation(**{**obs.__dict__, "policies": replaced(replaced(obs.policies, WS, None),
+                                                                    "http-503-error-rate", None)})
+    _, policies, _, _ = c.evaluate(obs, defs, target(), pending={WS: NOT_YET})
+    assert policies.status is Status.FAIL
+    assert "missing: 'HTTP 503 Error Rate Alert'" in policies.reason and "pending: metric not yet usable" in policies.reason
+
+
+def test_a_pending_policy_that_exists_as_defined_passes(defs: Definitions) -> None:
+    verdicts = c.evaluate(as_created(defs), defs, target(), pending={WS: NOT_YET})
+    assert all(v.status is Status.PASS for v in verdicts)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from goldenpath.errors import CheckError
+from goldenpath.errors import CheckError, NotYetUsable
 from goldenpath.remediation.change import Change
 from goldenpath.remediation.journal import Journal
 from goldenpath.remediation.runner import Outcome, Runner
@@ -366,3 +366,30 @@ def test_a_verification_that_cannot_be_made_counts_as_failed_and_rolls_back(tmp_
     out = Runner(remedy, journal(tmp_path), consent=True, rollback=True).run("apply")
     assert remedy.rolled_back == ["route svc-a"]
     assert any("could not verify: Cannot reach the logging API" in e for e in out.escalations)
+
+
+# ---- a change the target is not ready for yet ------------------------------------------------------
+
+class NotReadyExecutor(FakeExecutor):
+    def apply(self, change: Change) -> dict[str, Any]:
+        self.calls.append(("apply", change.summary))
+        if change.summary == "route svc-b":
+            raise NotYetUsable("metric not yet usable, run again in 9 minutes", attempts=3)
+        return {"applied": change.summary, "etag": "after"}
+
+
+def test_a_change_not_yet_usable_is_pending_journaled_and_the_rest_goes_on_without_rollback(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), route("svc-b"), route("svc-c")])
+    remedy.executors["route"] = NotReadyExecutor("route", remedy.calls)
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert [c.summary for c in out.applied] == ["route svc-a", "route svc-c"]
+    assert [(c.summary, why) for c, why in out.pending] == [("route svc-b", "metric not yet usable, run again in 9 minutes")]
+    assert out.rolled_back == [] and out.error is None and remedy.rolled_back == []
+    assert events(j) == [("apply.before", "route svc-a"), ("apply.after", "route svc-a"),
+                         ("apply.before", "route svc-b"), ("apply.pending", "route svc-b"),
+                         ("apply.before", "route svc-c"), ("apply.after", "route svc-c")]
+    assert records(j)[3]["attempts"] == 3
+    assert out.lines()[0] == "phase 1: 2 applied, 0 skipped, 0 rolled back, 1 pending"
+    assert "  pending: route svc-b — metric not yet usable, run again in 9 minutes" in out.lines()
+    assert out.to_json()["pending"] == [{"change": "route svc-b", "why": "metric not yet usable, run again in 9 minutes"}]
