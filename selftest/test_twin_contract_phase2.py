@@ -260,12 +260,20 @@ def test_certificate_bodies_with_the_real_client(incident: Twin) -> None:
 
 
 def test_connector_log_entry_bodies(incident: Twin) -> None:
-    query = {"resourceNames": [f"projects/{PROJECT}"], "filter": CONNECTOR_FILTER, "pageSize": 1000}
-    resp = ListLogEntriesResponse.from_json(ok(incident.api.post("/v2/entries:list", json=query)),
-                                            ignore_unknown_fields=False)
+    # Every page of the search (a page covers a slice of the log: see test_twin_logging.py), each
+    # parsed with unknown fields refused.
+    entries, token = [], None
+    while True:
+        query = {"resourceNames": [f"projects/{PROJECT}"], "filter": CONNECTOR_FILTER, "pageSize": 1000,
+                 **({"pageToken": token} if token else {})}
+        resp = ListLogEntriesResponse.from_json(ok(incident.api.post("/v2/entries:list", json=query)),
+                                                ignore_unknown_fields=False)
+        entries += resp.entries
+        if not (token := resp.next_page_token):
+            break
     # The incident's half hour of history, 4 a minute (plus the odd one logged since the reset).
-    assert 118 <= len(resp.entries) <= 130
-    entry = resp.entries[0]
+    assert 118 <= len(entries) <= 130
+    entry = entries[0]
     assert entry.log_name == f"projects/{PROJECT}/logs/vpcaccess.googleapis.com%2Fconnector"
     assert dict(entry.resource.labels) == {"connector_name": CONNECTOR, "location": REGION, "project_id": PROJECT}
     assert entry.severity == log_severity_pb2.ERROR

@@ -28,12 +28,16 @@ STATE_FILE = "world.json"
 class ApiError(Exception):
     """An error the way Google's REST APIs return it: HTTP code, canonical status, message."""
 
-    def __init__(self, code: int, status: str, message: str) -> None:
+    def __init__(self, code: int, status: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.code, self.status, self.message = code, status, message
+        self.details = details or []  # google.rpc error details (ErrorInfo, Help), each with its "@type"
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
 
 
 def rfc3339(ts: float) -> str:
@@ -120,12 +124,14 @@ class Store:
             return
         fault["calls"] = fault.get("calls", 0) + 1
         self.dirty = True
-        if fault["calls"] > fault.get("after_calls", 0):
+        nth = fault["calls"] - fault.get("after_calls", 0)  # 1 for the first call that fails
+        if nth > 0 and (fault.get("times") is None or nth <= fault["times"]):
             raise ApiError(fault["code"], fault["status"], fault["message"])
 
     def seed_faults(self, faults: list[Any]) -> None:
         self.state["faults"] = {f.method: {"code": f.code, "status": f.status, "message": f.message,
-                                           "dry_runs": f.dry_runs, "after_calls": f.after_calls, "calls": 0}
+                                           "dry_runs": f.dry_runs, "after_calls": f.after_calls, "times": f.times,
+                                           "calls": 0}
                                 for f in faults}
 
 
