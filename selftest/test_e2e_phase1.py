@@ -171,3 +171,52 @@ def test_phase1_rollback_restores_the_traffic_exactly_tags_included(incident: Sa
     (verified,) = [r for r in incident.journal() if r["event"] == "rollback.verified"]
     assert f"traffic targets as captured; tags: blue→{OLD}" in verified["detail"]
     assert OLD in incident.revisions()
+
+
+ENTRIES_429 = '''
+[[faults]]
+method = "logging.entries.list"
+code = 429
+status = "RESOURCE_EXHAUSTED"
+message = "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service 'logging.googleapis.com' for consumer 'project_number:000000000000'."
+'''
+
+
+def _healthy_with(sandbox: Sandbox, name: str, extra: str) -> str:
+    path = sandbox.root / f"{name}.toml"
+    path.write_text((SCENARIOS / "healthy.toml").read_text().replace('name = "healthy"', f'name = "{name}"')
+                    + ENTRIES_429 + extra)
+    return str(path)
+
+
+def test_a_single_logging_429_is_retried_and_changes_nothing(sandbox: Sandbox, incident: Sandbox) -> None:
+    def verdict(output: str) -> list[str]:
+        return [line for line in output.splitlines() if " passed" in line or line.startswith("VERDICT")]
+
+    incident.reset("healthy")
+    plain = incident.gate("-m", "phase1")
+    incident.reset(_healthy_with(sandbox, "one-logging-429", "times = 1\n"))
+    run = incident.gate("-m", "phase1")
+    assert run.returncode == plain.returncode == 0, run.output
+    assert "6 passed" in run.output and "could not be made" not in run.output
+    # The same outcome as without the refusal, to the counts and the verdict line (times aside).
+    assert [line.split(" in ")[0] for line in verdict(run.output)] == \
+        [line.split(" in ")[0] for line in verdict(plain.output)]
+    st = incident.status()
+    fault = next(f for f in st["faults"] if f["method"] == "logging.entries.list")
+    assert fault["calls"] == st["requests"]["by_method"]["logging.entries.list"] > 1  # refused once, then read
+    assert incident.writes() == 0
+
+
+def test_an_exhausted_logging_read_quota_is_a_could_not_check(sandbox: Sandbox, incident: Sandbox) -> None:
+    incident.reset(_healthy_with(sandbox, "logging-429", ""))  # every entries.list refused
+    targets = sandbox.write_targets("short-api-targets.toml", sandbox.targets.read_text().replace(
+        "[targets.sim]\n", "[targets.sim]\ntimeouts = { api_seconds = 2 }\n", 1))
+    run = sandbox.gate("-m", "phase1", targets=targets)
+    assert run.returncode != 0, run.output
+    assert "answered 429 RESOURCE_EXHAUSTED (Logging read quota, 60 entries.list a minute per project)" in run.output
+    assert "run again in a minute" in run.output
+    assert "Traceback" not in run.output
+    # Phase 1's observation needs the request log: its checks could not be made, and none passed.
+    assert "VERDICT: INCONCLUSIVE" in run.output and "check(s) could not be made" in run.output
+    assert " passed" not in run.output.split("short test summary")[-1]

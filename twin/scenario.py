@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from twin.logging import check_metric_name
+from twin.logging import ENTRIES_SCANNED_PER_PAGE, READ_REQUESTS_PER_MINUTE, check_metric_name
 from twin.store import ApiError
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -48,6 +48,16 @@ class Contention(_Strict):
 class History(_Strict):
     minutes: int = Field(30, ge=0)
     requests_per_minute: int = Field(6, ge=0)
+
+
+class LoggingSpec(_Strict):
+    """How the twin's Cloud Logging searches and meters ``entries.list`` (the sources: twin.logging)."""
+
+    # Entries of the query's time range one call looks at; a slice with no match is an empty page
+    # with a nextPageToken, as the API's "did not have time to search" page is.
+    entries_scanned_per_page: int = Field(ENTRIES_SCANNED_PER_PAGE, ge=1)
+    # The per-project read quota, over a rolling minute of real time (not the twin's clock scale).
+    read_requests_per_minute: int = Field(READ_REQUESTS_PER_MINUTE, ge=1)
 
 
 class RevisionSpec(_Strict):
@@ -191,7 +201,8 @@ HTTP_FOR_STATUS = {
 
 
 class FaultSpec(_Strict):
-    """Every call of ``method`` fails with this error (after being counted), on REST and gRPC alike."""
+    """Calls of ``method`` fail with this error (after being counted), on REST and gRPC alike: every
+    call after the first ``after_calls``, or only ``times`` of them (a transient error a retry outlives)."""
 
     method: str                         # a discovery method id the twin serves (checked at reset: twin.world)
     code: int                           # the HTTP code, as Google's REST front end answers
@@ -199,6 +210,7 @@ class FaultSpec(_Strict):
     message: str
     dry_runs: bool = False              # validateOnly calls fail too (default: they pass, the real write fails)
     after_calls: int = Field(0, ge=0)   # the first N (non-dry-run) calls succeed, every later one fails
+    times: int | None = Field(None, ge=1)  # then only this many fail, and every later call succeeds again
 
     @model_validator(mode="after")
     def _is_a_real_error_of_a_served_method(self) -> "FaultSpec":
@@ -244,6 +256,7 @@ class Scenario(_Strict):
     timing: Timing = Timing()
     contention: Contention = Contention()
     history: History = History()
+    logging: LoggingSpec = LoggingSpec()
     services: list[ServiceSpec]
     connector: ConnectorSpec | None = None
     sql: SqlSpec | None = None

@@ -144,25 +144,31 @@ ENTRIES_LIST_FIELDS = {"resourceNames", "projectIds", "filter", "orderBy", "page
 
 
 async def list_entries(req: Request, w: Store) -> Any:
+    # The read quota comes first: a refused call is not looked at (nor charged, see twin.logging).
+    logging.admit_read(w, time.time())
     body = json.loads(await req.body() or b"{}")
     unknown = sorted(set(body) - ENTRIES_LIST_FIELDS)
     if unknown:
         raise ApiError(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. Unknown name {unknown[0]!r}.")
     order = (body.get("orderBy") or "timestamp asc").lower()
+    if order not in ("timestamp asc", "timestamp desc"):
+        # logging.v2.json ListLogEntriesRequest.orderBy: "the only permitted values are "timestamp
+        # asc" (default) and "timestamp desc"".
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid orderBy {body.get('orderBy')!r}: the only permitted "
+                                                'values are "timestamp asc" and "timestamp desc".')
     page_size = int(body.get("pageSize") or 50)
     token = body.get("pageToken")
     if page_size < 0:
         raise ApiError(400, "INVALID_ARGUMENT", f"page_size must not be negative, got {page_size}.")
-    if token is not None and not str(token).isdigit():
-        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid page token {token!r}.")
     try:
         entries, token = logging.list_entries(
             w,             body.get("resourceNames") or [], body.get("filter", ""), order.endswith("desc"),
-            min(page_size, 1000), token,
+            min(page_size, 1000), str(token) if token is not None else None,
         )
     except FilterError as exc:
         raise ApiError(400, "INVALID_ARGUMENT", str(exc)) from None
-    out: dict[str, Any] = {"entries": [encode.log_entry(e) for e in entries]}
+    # proto3 JSON leaves an empty repeated field out: an empty page is {"nextPageToken": ...} alone.
+    out: dict[str, Any] = {"entries": [encode.log_entry(e) for e in entries]} if entries else {}
     if token:
         out["nextPageToken"] = token
     return out

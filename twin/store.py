@@ -33,15 +33,19 @@ class ApiError(Exception):
     """An error the way Google's REST APIs return it: HTTP code, canonical status, message, and for
     the older APIs (Cloud SQL Admin) the ``errors`` list of {message, domain, reason, ...}."""
 
-    def __init__(self, code: int, status: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
+    def __init__(self, code: int, status: str, message: str, errors: list[dict[str, str]] | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.code, self.status, self.message, self.errors = code, status, message, errors
+        self.details = details or []  # google.rpc error details (ErrorInfo, Help), each with its "@type"
 
     def body(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
         if self.errors:
-            err["errors"] = self.errors
-        return {"error": err}
+            error["errors"] = self.errors  # the older JSON-RPC style list some APIs (Cloud SQL) still send
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
 
 
 def rfc3339(ts: float) -> str:
@@ -177,12 +181,14 @@ class Store:
             return
         fault["calls"] = fault.get("calls", 0) + 1
         self.dirty = True
-        if fault["calls"] > fault.get("after_calls", 0):
+        nth = fault["calls"] - fault.get("after_calls", 0)  # 1 for the first call that fails
+        if nth > 0 and (fault.get("times") is None or nth <= fault["times"]):
             raise ApiError(fault["code"], fault["status"], fault["message"])
 
     def seed_faults(self, faults: list[Any]) -> None:
         self.state["faults"] = {f.method: {"code": f.code, "status": f.status, "message": f.message,
-                                           "dry_runs": f.dry_runs, "after_calls": f.after_calls, "calls": 0}
+                                           "dry_runs": f.dry_runs, "after_calls": f.after_calls, "times": f.times,
+                                           "calls": 0}
                                 for f in faults}
 
 

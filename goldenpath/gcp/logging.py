@@ -2,15 +2,26 @@
 
 Uses the official client's JSON transport (the gapic logging client has no REST transport), with
 the endpoint override. Reads are capped: a criterion only needs to know "at least N".
+
+Every call gets the target's ``timeouts.api_seconds`` (the JSON transport's own default is 60 s),
+and every read a retry with backoff within that time (api_core's, on transient errors: 429, 500,
+503). ``entries.list`` is metered: "Number of entries.list requests — 60 per minute, per Google
+Cloud project" (https://cloud.google.com/logging/quotas#api-limits), and a page may come back empty
+with a nextPageToken while the search goes on (logging.v2.json, ListLogEntriesResponse). The
+client's iterator follows such pages; each read stops at what its criterion needs (``max_results``)
+and after at most ``MAX_PAGES`` calls, so a gate run's reads stay well inside the quota.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
+from goldenpath.errors import CheckError
 from goldenpath.gcp.session import GcpSession
 from goldenpath.observations import ConnectorLog, RequestLog, StartupLog
 
@@ -22,10 +33,28 @@ ERRORS_CAP = 100
 # in public issue threads). Google documents no platform log line for it. RE2, case-insensitive.
 EGRESS_ERROR_PATTERN = ("(?i)(i/o timeout|ETIMEDOUT|ECONNRESET|ECONNREFUSED|connection timed out|"
                         "connection reset by peer|connection refused|no route to host|network is unreachable)")
+# entries.list calls one read may make. The gate's filters span an hour at most, which Logging
+# searches in one or a few calls; a search still going after this many is stopped rather than
+# paged on into the project's read quota (a could-not-check, never a partial verdict).
+MAX_PAGES = 6
+ENTRIES_LIST = "/entries:list"  # the JSON transport's path of entries.list (a POST that only reads)
+QUOTA = "Logging read quota, 60 entries.list a minute per project"
 
 
 def _ts(dt: datetime) -> str:
     return dt.isoformat().replace("+00:00", "Z")
+
+
+class _Pages(threading.local):
+    """The entries.list calls of the read running in this thread (a read's pages are fetched in
+    the thread that iterates them; request_log runs two reads side by side)."""
+
+    count = 0
+    limit: int | None = None
+
+
+class TooManyPages(Exception):
+    """A read that would need more than MAX_PAGES calls."""
 
 
 class CloudLogging:
@@ -33,22 +62,94 @@ class CloudLogging:
 
     def __init__(self, session: GcpSession) -> None:
         self.session = session
+        self._pages = _Pages()
 
     @cached_property
     def _client(self) -> Any:
         from google.cloud import logging as gcl
 
-        return gcl.Client(project=self.session.target.project, credentials=self.session.credentials,
-                          client_options=self.session.client_options(self.API) or None, _use_grpc=False)
+        client = gcl.Client(project=self.session.target.project, credentials=self.session.credentials,
+                            client_options=self.session.client_options(self.API) or None, _use_grpc=False)
+        # Every call of the JSON transport goes through this one method, which takes a timeout the
+        # library's helpers never pass: bound it here, before the entries and metrics helpers (built
+        # lazily) take hold of it.
+        connection = client._connection
+        connection.api_request = self._bounded(connection.api_request)
+        # Each entry read comes with a Logger for its log, and a Logger without a resource asks the
+        # GCE metadata server where it runs (two requests of up to 5 s each off Google Cloud, per log
+        # per read). The gate writes no entries: give those Loggers the global resource instead.
+        here = gcl.Resource(type="global", labels={"project_id": self.session.target.project})
+        make_logger = client.logger
+
+        def logger(name: str, *, labels: dict[str, str] | None = None, resource: Any = None) -> Any:
+            return make_logger(name, labels=labels, resource=resource or here)
+
+        client.logger = logger
+        return client
+
+    def _bounded(self, api_request: Callable[..., Any]) -> Callable[..., Any]:
+        """``api_request`` within the target's api_seconds per call, each attempt given the time
+        left; reads (GET, and entries.list) retried with backoff within that time. Writes are not
+        retried: a metric created by an attempt that timed out would make the next one a conflict."""
+        seconds = self.session.target.timeouts.api_seconds
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            read = kwargs.get("method") == "GET" or kwargs.get("path") == ENTRIES_LIST
+            if kwargs.get("path") == ENTRIES_LIST and self._pages.limit is not None:
+                self._pages.count += 1
+                if self._pages.count > self._pages.limit:
+                    raise TooManyPages()
+            deadline = time.monotonic() + seconds
+
+            def attempt() -> Any:
+                return api_request(*args, **{**kwargs, "timeout": max(0.1, deadline - time.monotonic())})
+
+            return self.session.read_retry()(attempt)() if read else attempt()
+
+        return call
 
     def _list(self, filter_: str, limit: int) -> list[Any]:
         from google.cloud import logging as gcl
 
         project = f"projects/{self.session.target.project}"
-        with self.session.call(self.API, "entries.list", filter_):
-            return list(self._client.list_entries(resource_names=[project], filter_=filter_,
-                                                  order_by=gcl.DESCENDING, max_results=limit,
-                                                  page_size=min(limit, 1000)))
+        self._pages.count, self._pages.limit = 0, MAX_PAGES
+        try:
+            with self.session.call(self.API, "entries.list", filter_):
+                # One more per page than needed: the client's pager checks max_results only when it
+                # asks for the next entry, so a page of exactly `limit` would cost a call for nothing.
+                return list(self._client.list_entries(resource_names=[project], filter_=filter_,
+                                                      order_by=gcl.DESCENDING, max_results=limit,
+                                                      page_size=min(limit + 1, 1000)))
+        except CheckError as exc:
+            raise self._explain_read(exc, filter_) from exc.__cause__
+        finally:
+            self._pages.limit = None
+
+    def _explain_read(self, exc: CheckError, filter_: str) -> CheckError:
+        """What only a log read can run into: the read quota, and a search that does not finish."""
+        from google.api_core import exceptions as gexc
+
+        cause = exc.__cause__
+        last = cause.cause if isinstance(cause, gexc.RetryError) else cause
+        t = self.session.target
+        if isinstance(last, gexc.TooManyRequests):
+            return CheckError(
+                f"logging entries.list answered 429 RESOURCE_EXHAUSTED ({QUOTA}) for {filter_!r}, still after "
+                f"retrying for {t.timeouts.api_seconds:g} s: {last.message} Nothing was judged from this log. "
+                f"Something else is reading project {t.project}'s logs heavily (a console open on the Logs "
+                "Explorer, a script, other gate runs at the same time): run again in a minute, or request a "
+                "higher 'Read requests per minute' quota for logging.googleapis.com "
+                "(https://cloud.google.com/logging/quotas)."
+            )
+        if isinstance(cause, TooManyPages):
+            return CheckError(
+                f"logging entries.list had not finished searching for {filter_!r} after {MAX_PAGES} calls (it "
+                "answered pages with a nextPageToken, empty or not, to continue the search). The gate stops there "
+                f"to stay inside the {QUOTA}; nothing was judged from this log. Run again; if it recurs, the "
+                "project logs far more than this filter selects: narrow the target's log windows "
+                "(thresholds.log_window_minutes, connector_log_minutes) in targets.toml."
+            )
+        return exc
 
     def request_log(self, service: str, since: datetime, min_requests: int) -> RequestLog:
         """Requests to ``service`` since ``since``: enough for a verdict, and every 503 up to a cap."""
