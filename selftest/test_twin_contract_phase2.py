@@ -28,7 +28,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3, vpcaccess_v1
 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 from google.api import metric_pb2
-from google.cloud.logging_v2.types import ListLogEntriesResponse, LogEntry
+from google.cloud.logging_v2.types import LogEntry
 from google.logging.type import log_severity_pb2
 
 from goldenpath.config import APIS, Target

@@ -210,12 +210,12 @@ message = "{QUOTA_TEXT}000000000000'."
 times = 1
 '''))
     logging = twin.adapter()
-    log = logging.connector_errors("staging-connector", datetime.now(timezone.utc) - timedelta(minutes=15))
-    assert log.errors == 0  # healthy: the connector logs no errors
+    log = logging.connector_errors("staging-connector", (BACKEND,), datetime.now(timezone.utc) - timedelta(minutes=15))
+    assert (log.runbook_errors, log.egress_errors) == (0, 0)  # healthy: nobody logs a connectivity error
     st = twin.status()
     assert [(f["method"], f["calls"], f["times"]) for f in st["faults"]] == [(LIST, st["requests"]["by_method"][LIST], 1)]
     assert st["requests"]["by_method"][LIST] >= 2  # the refused call, then the retry and any further pages
-    assert [c.outcome for c in logging.session.calls] == ["ok"]
+    assert [c.outcome for c in logging.session.calls] == ["ok", "ok"]  # the runbook's query and the services' logs
 
 
 def test_the_adapter_says_the_quota_is_exhausted_when_it_stays_so(twin: Twin) -> None:
@@ -238,7 +238,7 @@ def test_a_read_stops_after_max_pages_and_says_why(twin: Twin) -> None:
     before = twin.calls()
     with pytest.raises(CheckError) as err:
         logging.request_log(BACKEND, datetime.now(timezone.utc) - timedelta(minutes=60), 20)
-    assert f"had not finished searching" in str(err.value) and f"after {MAX_PAGES} calls" in str(err.value)
+    assert "had not finished searching" in str(err.value) and f"after {MAX_PAGES} calls" in str(err.value)
     # The two reads of request_log (all requests, and the 503s) stopped at MAX_PAGES calls each at most.
     assert twin.calls() - before <= 2 * MAX_PAGES
 

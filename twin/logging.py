@@ -172,7 +172,7 @@ def admit_read(world: Store, now: float) -> None:
             429, "RESOURCE_EXHAUSTED",
             "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service "
             f"'logging.googleapis.com' for consumer 'project_number:{number}'.",
-            [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+            details=[{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
               "domain": "googleapis.com",
               "metadata": {"consumer": f"projects/{number}", "quota_limit": "ReadRequestsPerMinutePerProject",
                            "quota_limit_value": str(limit), "quota_location": "global",
