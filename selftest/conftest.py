@@ -85,13 +85,18 @@ class Sandbox:
         assert resp.status_code == 200, resp.text
 
     def scenario_variant(self, scenario: str, **timing: float) -> Path:
-        """A copy of a shipped scenario with some of its [timing] values replaced."""
-        lines = (SCENARIOS / f"{scenario}.toml").read_text().splitlines()
-        start = lines.index("[timing]")  # every shipped scenario has the table
+        """A copy of a scenario (a shipped one's name, or a file a test wrote) with some of its
+        [timing] values replaced."""
+        given = Path(scenario)
+        source = given if given.suffix == ".toml" else SCENARIOS / f"{scenario}.toml"
+        lines = source.read_text().splitlines()
+        if "[timing]" not in lines:
+            lines.append("[timing]")
+        start = lines.index("[timing]")
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
         kept = [ln for ln in lines[start + 1:end] if ln.split("=", 1)[0].strip() not in timing]
         lines[start + 1:end] = kept + [f"{k} = {float(v)!r}" for k, v in timing.items()]
-        path = self.root / f"scenario-{scenario}-{'-'.join(f'{k}-{v:g}' for k, v in timing.items())}.toml"
+        path = self.root / f"scenario-{source.stem}-{'-'.join(f'{k}-{v:g}' for k, v in timing.items())}.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
 

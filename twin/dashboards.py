@@ -15,7 +15,7 @@ from typing import Any
 
 from google.cloud import monitoring_dashboard_v1
 
-from twin.store import ApiError, Store, check_project, invalid, paginate, parse_body, records, roundtrip
+from twin.store import ApiError, Store, check_project, invalid, list_body, parse_body, records, roundtrip
 
 # ---- Monitoring v1: dashboards ---------------------------------------------------------------------
 
@@ -76,11 +76,7 @@ def _dashboard_record(world: Store, project: str, dashboard_id: str) -> dict[str
 def list_dashboards(world: Store, project: str, page_size: int, page_token: str | None) -> dict[str, Any]:
     check_project(world, project, "dashboards")
     items = [rec["resource"] for rec in records(world, "dashboards").values()]
-    page, nxt = paginate(items, page_size, page_token, 1000)  # "If unspecified, a default of 1000 is used."
-    out: dict[str, Any] = {"dashboards": page}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return list_body("dashboards", items, page_size, page_token, 1000)  # "If unspecified, a default of 1000 is used."
 
 
 def get_dashboard(world: Store, project: str, dashboard_id: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from google.cloud.logging_v2.types import LogMetric
 
 from twin.logfilter import FilterError, matches, parse
 from twin.store import (
-    ApiError, DataAnswer, Store, check_project, invalid, paginate, parse_body, records, rfc3339, roundtrip,
+    ApiError, DataAnswer, Store, check_project, invalid, list_body, parse_body, records, rfc3339, roundtrip,
 )
 
 if TYPE_CHECKING:
@@ -299,11 +299,7 @@ def _metric_resource(project: str, body: dict[str, Any], previous: dict[str, Any
 def list_metrics(world: Store, project: str, page_size: int, page_token: str | None) -> dict[str, Any]:
     check_project(world, project, "log-based metrics")
     items = [rec["resource"] for _, rec in sorted(records(world, "log_metrics").items())]
-    page, nxt = paginate(items, page_size, page_token, 100)
-    out: dict[str, Any] = {"metrics": page}
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return list_body("metrics", items, page_size, page_token, 100)
 
 
 def get_metric(world: Store, project: str, name: str) -> dict[str, Any]:

@@ -243,6 +243,13 @@ def paginate(items: list[dict[str, Any]], page_size: int, page_token: str | None
     return items[start:start + size], nxt
 
 
+def list_body(key: str, items: list[dict[str, Any]], page_size: int, page_token: str | None,
+              default: int) -> dict[str, Any]:
+    """A list method's answer: one page of ``items`` under ``key``, and the next page's token if any."""
+    page, nxt = paginate(items, page_size, page_token, default)
+    return {key: page, **({"nextPageToken": nxt} if nxt else {})}
+
+
 def numeric_id() -> str:
     # Alert policy and condition ids are 19-20 digit numbers assigned by the API.
     return str(10**18 + uuid.uuid4().int % (9 * 10**18))

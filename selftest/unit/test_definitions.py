@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from goldenpath.gcp.logging import EGRESS_ERROR_PATTERN
 from goldenpath import config
 from goldenpath.config import Target
 from goldenpath.definitions import POLICY_LABEL, Definitions, load, placeholders, user_metrics
@@ -71,7 +72,11 @@ def test_the_four_log_metrics(shipped: Definitions) -> None:
         assert metric["name"] == name
         assert metric["filter"] and metric["description"]
     assert 'httpRequest.status=503' in shipped.log_metrics["http_503_errors"]["filter"]
-    assert 'resource.type="vpc_access_connector"' in shipped.log_metrics["vpc_connector_errors"]["filter"]
+    # Not the runbook's resource.type="vpc_access_connector" (Google writes no such log): the services'
+    # own egress errors, with the very pattern the connector criterion reads them by.
+    connector = shipped.log_metrics["vpc_connector_errors"]["filter"]
+    assert "vpc_access_connector" not in connector
+    assert f'textPayload=~"{EGRESS_ERROR_PATTERN}"' in connector
     assert 'httpRequest.status!=101' in shipped.log_metrics["websocket_failures"]["filter"]
     assert 'httpRequest.requestUrl:"/ws"' in shipped.log_metrics["websocket_upgrades"]["filter"]
 
