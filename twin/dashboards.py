@@ -15,7 +15,7 @@ from typing import Any
 
 from google.cloud import monitoring_dashboard_v1
 
-from twin.store import ApiError, Store, check_project, invalid, list_body, parse_body, records, roundtrip
+from twin.store import ApiError, Store, check_project, invalid, list_body, lookup, parse_body, records, roundtrip
 
 # ---- Monitoring v1: dashboards ---------------------------------------------------------------------
 
@@ -66,11 +66,8 @@ def _validate_dashboard(body: dict[str, Any]) -> None:
 
 
 def _dashboard_record(world: Store, project: str, dashboard_id: str) -> dict[str, Any]:
-    check_project(world, project, "dashboards")
-    rec = records(world, "dashboards").get(dashboard_id)
-    if rec is None:
-        raise ApiError(404, "NOT_FOUND", f"Dashboard projects/{project}/dashboards/{dashboard_id} does not exist.")
-    return rec
+    return lookup(world, project, "dashboards", dashboard_id, "dashboards",
+                  f"Dashboard projects/{project}/dashboards/{dashboard_id} does not exist.")
 
 
 def list_dashboards(world: Store, project: str, page_size: int, page_token: str | None) -> dict[str, Any]:

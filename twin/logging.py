@@ -31,7 +31,7 @@ from google.cloud.logging_v2.types import LogMetric
 
 from twin.logfilter import FilterError, matches, parse
 from twin.store import (
-    ApiError, DataAnswer, Store, check_project, invalid, list_body, parse_body, records, rfc3339, roundtrip,
+    ApiError, DataAnswer, Store, check_project, invalid, list_body, lookup, parse_body, records, rfc3339, roundtrip,
 )
 
 if TYPE_CHECKING:
@@ -252,11 +252,8 @@ def parse_metric(text: bytes) -> dict[str, Any]:
 
 
 def _metric_record(world: Store, project: str, name: str) -> dict[str, Any]:
-    check_project(world, project, "log-based metrics")
-    rec = records(world, "log_metrics").get(name)
-    if rec is None:
-        raise ApiError(404, "NOT_FOUND", f"Metric projects/{project}/metrics/{name} does not exist.")
-    return rec
+    return lookup(world, project, "log_metrics", name, "log-based metrics",
+                  f"Metric projects/{project}/metrics/{name} does not exist.")
 
 
 def _metric_resource(project: str, body: dict[str, Any], previous: dict[str, Any] | None, now: float

@@ -243,6 +243,15 @@ def paginate(items: list[dict[str, Any]], page_size: int, page_token: str | None
     return items[start:start + size], nxt
 
 
+def lookup(world: Store, project: str, key: str, item_id: str, what: str, not_found: str) -> dict[str, Any]:
+    """The record ``item_id`` of ``world.state[key]`` in ``project`` (checked), or 404 ``not_found``."""
+    check_project(world, project, what)
+    rec = records(world, key).get(item_id)
+    if rec is None:
+        raise ApiError(404, "NOT_FOUND", not_found)
+    return rec
+
+
 def list_body(key: str, items: list[dict[str, Any]], page_size: int, page_token: str | None,
               default: int) -> dict[str, Any]:
     """A list method's answer: one page of ``items`` under ``key``, and the next page's token if any."""
