@@ -26,3 +26,35 @@ class NotYetUsable(GoldenpathError):
     def __init__(self, message: str, attempts: int = 0) -> None:
         super().__init__(message)
         self.attempts = attempts  # how many times the target refused it
+
+
+# HTTP answers after which a request may be sent again (AIP-194: UNAVAILABLE always; the others for
+# requests that are safe to repeat, which the caller decides): 429, 500, 502, 503, 504.
+TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
+TRANSIENT_GRPC = frozenset({"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is an error worth trying again: a transient HTTP or gRPC
+    status, a timeout or a lost connection. Read without importing any client library: api_core's
+    errors carry ``code`` (an HTTP status), googleapiclient's ``status_code``, grpc's ``code()``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        code = getattr(cur, "code", None)
+        if callable(code):
+            try:
+                code = code()
+            except Exception:
+                code = None
+        name = getattr(code, "name", None)
+        if isinstance(code, int) and code in TRANSIENT_HTTP or name in TRANSIENT_GRPC:
+            return True
+        if getattr(cur, "status_code", None) in TRANSIENT_HTTP:
+            return True
+        if isinstance(cur, (TimeoutError, ConnectionError)) or any(
+                w in type(cur).__name__ for w in ("Timeout", "Connection", "RetryError", "OutcomeUnknown")):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False

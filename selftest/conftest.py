@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,6 +118,22 @@ class Sandbox:
         path = self.reports / "journal.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
+    def fresh_journal(self) -> None:
+        """A new world's history: no journal (so no earlier test's unfinished change) and no lock
+        a killed run left."""
+        (self.reports / "journal.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(self.home / "locks", ignore_errors=True)
+
+    def with_faults(self, scenario: str, faults: str, **timing: float) -> Path:
+        """A copy of a scenario with ``faults`` (TOML ``[[faults]]`` tables) added: the way a test
+        injects an API's failure into the real twin."""
+        given = Path(scenario)
+        source = given if given.suffix == ".toml" else SCENARIOS / f"{scenario}.toml"
+        path = self.root / f"scenario-{source.stem}-faults-{abs(hash(faults)) % 10**8}.toml"
+        path.write_text(source.read_text() + "\n" + faults.strip() + "\n")
+        timing = {"metric_propagation_seconds": FAST_PROPAGATION, **timing}
+        return self.scenario_variant(str(path), **timing)
+
     def write_targets(self, name: str, text: str) -> Path:
         path = self.root / name
         path.write_text(text)
@@ -151,7 +168,7 @@ def incident(sandbox: Sandbox) -> Sandbox:
     """The sandbox twin running and reset to the runbook's incident, with an empty journal."""
     _ensure_twin(sandbox)
     sandbox.reset("incident-1278")
-    (sandbox.reports / "journal.jsonl").unlink(missing_ok=True)
+    sandbox.fresh_journal()
     return sandbox
 
 

@@ -72,3 +72,29 @@ def render_plan(changes: list[Change], manual: list[str] | None = None) -> str:
     if not changes:
         return "Nothing to change: the target already meets what these steps would establish."
     return "\n\n".join([c.render() for c in changes] + by_hand)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What re-reading a resource after a failed or interrupted change showed.
+
+    ``landed``: it is in the planned after-state; ``not landed``: still in the before-state;
+    ``unknown``: neither (in between, still moving) or it could not be read. ``result`` is what the
+    change's ``apply`` returns when it landed (the etag or name a rollback needs), read afresh."""
+
+    state: str   # "landed" | "not landed" | "unknown"
+    detail: str
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+LANDED, NOT_LANDED, UNKNOWN = "landed", "not landed", "unknown"
+
+
+def compare(now: Any, before: Any, after: Any, detail: str, result: dict[str, Any] | None = None) -> Found:
+    """``now`` against the two states a change can leave: after first (a change to a value equal to
+    the one before cannot be told apart, and then it has nothing left to do)."""
+    if now == after:
+        return Found(LANDED, detail, result or {})
+    if now == before:
+        return Found(NOT_LANDED, detail)
+    return Found(UNKNOWN, detail)

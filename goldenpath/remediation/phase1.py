@@ -19,8 +19,8 @@ from goldenpath.criteria import phase1 as criteria
 from goldenpath.observations import ServiceObservation, TrafficShare
 from goldenpath.observe import Observer
 from goldenpath.gcp.run import tags_of
-from goldenpath.remediation.change import Change
-from goldenpath.remediation.remedy import ObservedRemedy
+from goldenpath.remediation.change import LANDED, NOT_LANDED, Change, Found, compare
+from goldenpath.remediation.remedy import ObservedRemedy, settled
 from goldenpath.verdict import Verdict
 
 ROUTE = "route-traffic"
@@ -149,6 +149,18 @@ class RouteTraffic:
         return now == want and traffic_ok, (f"{svc.name} serves {svc.split_text()} (traffic targets "
                                             f"{'as captured' if traffic_ok else 'differ from those captured'}; tags: {tags})")
 
+    def reconcile(self, change: Change) -> Found:
+        p = change.payload
+        svc, still = settled(self.observer, lambda: self.observer.run.get_service(p["service"]),
+                             lambda s: s.reconciling, f"{p['service']}'s traffic change")
+        now = sorted(_shares(svc.holding_traffic), key=lambda s: s["revision"])
+        detail = f"{svc.name} serves {svc.split_text()}" + ("" if still else " and is still reconciling")
+        if not still:
+            return Found("unknown", detail)
+        return compare(now, sorted(p["restore"], key=lambda s: s["revision"]),
+                       sorted(p["to"], key=lambda s: s["revision"]), detail,
+                       {"traffic": now, "etag": svc.etag})
+
 
 def _normal(entries: list[dict[str, Any]]) -> list[tuple[str, str, int, str]]:
     # REST JSON leaves out defaults (percent 0, no tag): compare the four fields, in order.
@@ -169,6 +181,13 @@ class DeleteRevision:
 
     def restored(self, change: Change) -> tuple[bool, str]:
         return False, "deletion is irreversible"
+
+    def reconcile(self, change: Change) -> Found:
+        p = change.payload
+        names = {r.name for r in self.observer.run.list_revisions(p["service"])}
+        if p["revision"] in names:
+            return Found(NOT_LANDED, f"revision {p['revision']} still exists")
+        return Found(LANDED, f"revision {p['revision']} no longer exists", {"deleted": p["revision"]})
 
 
 class Phase1Remedy(ObservedRemedy):

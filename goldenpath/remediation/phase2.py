@@ -18,8 +18,9 @@ from goldenpath.config import Target
 from goldenpath.criteria import phase2 as criteria
 from goldenpath.observations import ConnectorState, Phase2Observation
 from goldenpath.observe import Observer
-from goldenpath.remediation.change import Change
-from goldenpath.remediation.remedy import ObservedRemedy
+from goldenpath.errors import CheckError
+from goldenpath.remediation.change import NOT_LANDED, UNKNOWN, Change, Found, compare
+from goldenpath.remediation.remedy import ObservedRemedy, settled
 from goldenpath.verdict import Verdict
 
 SCALE = "scale-connector"
@@ -138,6 +139,18 @@ class ScaleConnector:
     def restored(self, change: Change) -> tuple[bool, str]:
         return False, "one-way change"
 
+    def _settled(self, name: str) -> tuple[ConnectorState, bool]:
+        return settled(self.observer, lambda: self.observer.vpcaccess.get(name),
+                       lambda c: c.state in ("CREATING", "DELETING", "UPDATING"), f"connector {name}")
+
+    def reconcile(self, change: Change) -> Found:
+        conn, still = self._settled(change.payload["connector"])
+        shape = _shape(conn)
+        detail = f"connector {conn.name} is {conn.state}, {conn.min_instances}-{conn.max_instances} × {conn.machine_type}"
+        if not still:
+            return Found(UNKNOWN, detail + " (still changing)")
+        return compare({k: shape[k] for k in change.before}, change.before, change.after, detail, shape)
+
 
 class RecreateConnector(ScaleConnector):
     def apply(self, change: Change) -> dict[str, Any]:
@@ -146,6 +159,23 @@ class RecreateConnector(ScaleConnector):
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("a recreated connector cannot be un-created; its old spec is in the journal")
+
+    def reconcile(self, change: Change) -> Found:
+        name = change.payload["connector"]
+        try:
+            conn, still = self._settled(name)
+        except CheckError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            return Found(UNKNOWN, f"connector {name} does not exist: it was deleted and not created again. Create it "
+                                  "from the spec in the journal's apply.before record (payload.spec), then run again")
+        shape = _shape(conn)
+        detail = f"connector {conn.name} is {conn.state}, {conn.min_instances}-{conn.max_instances} × {conn.machine_type}"
+        if not still:
+            return Found(UNKNOWN, detail + " (still changing)")
+        if conn.state == "ERROR":
+            return Found(NOT_LANDED, detail)
+        return compare({k: shape[k] for k in change.after}, None, change.after, detail, shape)
 
 
 class SetDatabaseFlags:
@@ -171,6 +201,18 @@ class SetDatabaseFlags:
         now = [list(f) for f in inst.flags] if inst else []
         want = [list(f) for f in change.payload["restore"]]
         return now == want, f"flags now {dict(inst.flags) if inst else 'unknown'}"
+
+    def reconcile(self, change: Change) -> Found:
+        inst, still = settled(self.observer, lambda: self.observer.sql.get(change.payload["instance"]),
+                              lambda i: i.state not in ("RUNNABLE", "SUSPENDED", "FAILED"),
+                              f"Cloud SQL instance {change.payload['instance']}")
+        now = [{"name": k, "value": v} for k, v in inst.flags]
+        detail = (f"{inst.name} is {inst.state}, settingsVersion {inst.settings_version}, flags {dict(inst.flags)}"
+                  + ("" if still else " (an operation is still under way)"))
+        if not still:
+            return Found(UNKNOWN, detail)
+        return compare(now, change.before["databaseFlags"], change.after["databaseFlags"], detail,
+                       {"databaseFlags": now, "settingsVersion": inst.settings_version})
 
 
 class Phase2Remedy(ObservedRemedy):

@@ -35,7 +35,7 @@ from goldenpath.errors import NotYetUsable
 from goldenpath.gcp.run import template_spec
 from goldenpath.observations import Phase4Observation
 from goldenpath.observe import Observer
-from goldenpath.remediation.change import Change
+from goldenpath.remediation.change import LANDED, NOT_LANDED, UNKNOWN, Change, Found
 from goldenpath.remediation.remedy import ObservedRemedy
 from goldenpath.remediation.rollout import Rollout
 from goldenpath.semantic import differences
@@ -221,6 +221,15 @@ class LogMetricCreation:
         gone = self.logging.get_metric(change.payload["metric"]["name"]) is None
         return gone, f"{change.resource} {'no longer exists' if gone else 'still exists'}"
 
+    def reconcile(self, change: Change) -> Found:
+        metric = self.logging.get_metric(change.payload["metric"]["name"])
+        if metric is None:
+            return Found(NOT_LANDED, f"{change.resource} does not exist")
+        if metric.get("filter") == change.payload["metric"].get("filter"):
+            return Found(LANDED, f"{change.resource} exists with the planned filter",
+                         {"created": metric.get("name", change.subject)})
+        return Found(UNKNOWN, f"{change.resource} exists with another filter: {metric.get('filter')!r}")
+
 
 class LogMetricUpdate:
     def __init__(self, observer: Observer) -> None:
@@ -236,6 +245,15 @@ class LogMetricUpdate:
         actual = self.logging.get_metric(change.subject) or {}
         ok = not differences({"filter": change.payload["previous"]["filter"]}, actual)
         return ok, f"{change.resource} filter is {actual.get('filter')!r}"
+
+    def reconcile(self, change: Change) -> Found:
+        actual = (self.logging.get_metric(change.subject) or {}).get("filter")
+        detail = f"{change.resource} filter is {actual!r}"
+        if actual == change.payload["metric"].get("filter"):
+            return Found(LANDED, detail, {"filter": actual})
+        if actual == change.payload["previous"].get("filter"):
+            return Found(NOT_LANDED, detail)
+        return Found(UNKNOWN, detail)
 
 
 USER_METRIC = re.compile(r'\bmetric\.type\s*=\s*"logging\.googleapis\.com/user/([^"]+)"')
@@ -328,6 +346,14 @@ class PolicyCreation:
         return found is None, ("no policy of this definition exists" if found is None
                                else f"{found['name']} still exists")
 
+    def reconcile(self, change: Change) -> Found:
+        # A create has no etag to guard it: reading back by the gate's label (or display name) is
+        # what keeps a retried create from making a second policy.
+        found = criteria.find_policy(self.monitoring.alert_policies(), change.payload["pid"], change.payload["policy"])
+        if found is None:
+            return Found(NOT_LANDED, "no policy of this definition exists")
+        return Found(LANDED, f"{found['name']} exists", {"name": found["name"]})
+
 
 class PolicyUpdate:
     def __init__(self, observer: Observer, propagation: MetricPropagation) -> None:
@@ -352,6 +378,18 @@ class PolicyUpdate:
         drift = differences(previous, actual)
         return not drift, "; ".join(drift) or f"{change.resource}: previous values back"
 
+    def reconcile(self, change: Change) -> Found:
+        actual = self.monitoring.get_alert_policy(change.payload["name"]) or {}
+        fields = {k: v for k, v in change.payload["fields"].items() if v is not None}
+        previous = {k: v for k, v in change.payload["previous"].items() if v is not None}
+        if not differences(fields, actual):
+            return Found(LANDED, f"{change.resource} has the planned values",
+                         {"name": change.payload["name"], "fields": sorted(fields)})
+        drift = differences(previous, actual)
+        if not drift:
+            return Found(NOT_LANDED, f"{change.resource} has its previous values")
+        return Found(UNKNOWN, f"{change.resource} has neither its previous nor the planned values: {'; '.join(drift[:3])}")
+
 
 class DashboardCreation:
     def __init__(self, observer: Observer) -> None:
@@ -367,6 +405,11 @@ class DashboardCreation:
     def restored(self, change: Change) -> tuple[bool, str]:
         gone = self.dashboards.get(change.resource) is None
         return gone, f"{change.resource} {'no longer exists' if gone else 'still exists'}"
+
+    def reconcile(self, change: Change) -> Found:
+        if self.dashboards.get(change.resource) is None:
+            return Found(NOT_LANDED, f"{change.resource} does not exist")
+        return Found(LANDED, f"{change.resource} exists", {"created": change.resource})
 
 
 class DashboardUpdate:
@@ -385,6 +428,15 @@ class DashboardUpdate:
         actual = self.dashboards.get(change.resource) or {}
         drift = differences(change.payload["previous"], actual)
         return not drift, "; ".join(drift[:3]) or f"{change.resource}: previous dashboard back"
+
+    def reconcile(self, change: Change) -> Found:
+        actual = self.dashboards.get(change.resource) or {}
+        if not differences(change.payload["dashboard"], actual):
+            return Found(LANDED, f"{change.resource} has the planned layout", {"etag": actual.get("etag", "")})
+        drift = differences(change.payload["previous"], actual)
+        if not drift:
+            return Found(NOT_LANDED, f"{change.resource} has its previous layout")
+        return Found(UNKNOWN, f"{change.resource} has neither its previous nor the planned layout: {'; '.join(drift[:3])}")
 
 
 class Phase4Remedy(ObservedRemedy):

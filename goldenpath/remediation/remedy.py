@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from goldenpath.config import Target
+from goldenpath.errors import GoldenpathError
 from goldenpath.remediation.runner import Executor
 
 if TYPE_CHECKING:
     from goldenpath.observe import Observer
+
+T = TypeVar("T")
 
 
 class ObservedRemedy:
@@ -28,6 +31,29 @@ class ObservedRemedy:
     def invalidate(self) -> None:
         self.observer.invalidate()
 
+    def watch_operations(self, callback: Callable[[str, str], None] | None) -> None:
+        """``callback(api, operation name)`` as soon as a write's operation is known (for the journal)."""
+        self.observer.session.on_operation = callback
+
     def manual(self) -> list[str]:
         """What fails and no step may change: the operator's actions, each in one paragraph."""
         return []
+
+
+def settled(observer: Observer, read: Callable[[], T], moving: Callable[[T], bool], what: str) -> tuple[T, bool]:
+    """Read a resource until it stops moving (a rollout or an update still under way), within the
+    target's operation timeout; (the last state read, whether it settled). A reconciliation must
+    judge the resource, not an operation that may itself be what failed."""
+    last: list[Any] = []
+
+    def poll() -> T:
+        value = read()
+        last[:] = [value]
+        return value
+
+    try:
+        return observer.session.wait(poll, lambda v: not moving(v), what), True
+    except GoldenpathError:
+        if not last:
+            raise
+        return last[0], False

@@ -7,21 +7,27 @@ the changes that must wait for a verified phase (deletions), each with consent.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Callable, Iterator, Literal, Protocol
 
-from goldenpath.errors import GoldenpathError, NotYetUsable
-from goldenpath.remediation.change import Change
-from goldenpath.remediation.journal import Journal
+from goldenpath.errors import GoldenpathError, NotYetUsable, transient
+from goldenpath.remediation.change import LANDED, NOT_LANDED, UNKNOWN, Change, Found
+from goldenpath.remediation.journal import Journal, change_fields
 from goldenpath.verdict import Status, Verdict
 
 Mode = Literal["off", "plan", "apply"]
+# A write that failed transiently and, read back, did not land is tried again this many times.
+WRITE_RETRIES = 2
 
 
 class Executor(Protocol):
     def apply(self, change: Change) -> dict[str, Any]: ...
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]: ...
     def restored(self, change: Change) -> tuple[bool, str]: ...
+    def reconcile(self, change: Change) -> Found:
+        """Re-read the resource: is the change in its after-state, its before-state, or neither?"""
+        ...
 
 
 class PhaseRemedy(Protocol):
@@ -36,6 +42,7 @@ class PhaseRemedy(Protocol):
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]: ...
     def escalation(self, failed: list[Verdict], restored: bool) -> str: ...
     def invalidate(self) -> None: ...
+    def watch_operations(self, callback: Callable[[str, str], None] | None) -> None: ...
 
 
 @dataclass
@@ -56,6 +63,8 @@ class Outcome:
     error: str | None = None
     refused: str | None = None
     manual: list[str] = field(default_factory=list)  # what no step may change: for the operator
+    unknown: list[Change] = field(default_factory=list)  # failed, and read back neither before nor after
+    notes: list[str] = field(default_factory=list)  # what reconciliation found (a failed call that landed)
 
     def lines(self) -> list[str]:
         if self.mode == "plan":
@@ -75,6 +84,8 @@ class Outcome:
         out += [f"  pending: {c.summary} — {why}" for c, why in self.pending]
         out += [f"  rolled back: {c.summary}" for c in self.rolled_back]
         out += [f"  kept (cannot be undone): {c.summary}" for c in self.kept]
+        out += [f"  UNKNOWN STATE: {c.summary}" for c in self.unknown]
+        out += [f"  note: {n}" for n in self.notes]
         if self.rollback_verified is not None:
             out.append(f"  rollback verified: {'yes' if self.rollback_verified else 'NO'}")
         if self.error:
@@ -92,6 +103,8 @@ class Outcome:
             "rolled_back": [c.summary for c in self.rolled_back],
             "pending": [{"change": c.summary, "why": why} for c, why in self.pending],
             "kept": [c.summary for c in self.kept],
+            "unknown": [c.summary for c in self.unknown],
+            "notes": self.notes,
             "rollback_verified": self.rollback_verified,
             "verification": [v.line() for v in self.verification],
             "escalations": self.escalations,
@@ -107,15 +120,32 @@ def consent_reason(change: Change) -> str:
 
 
 class Runner:
-    def __init__(self, remedy: PhaseRemedy, journal: Journal, *, consent: bool, rollback: bool) -> None:
+    def __init__(self, remedy: PhaseRemedy, journal: Journal, *, consent: bool, rollback: bool,
+                 guard: Callable[[], str | None] | None = None) -> None:
         self.remedy = remedy
+        # Called once before the first mutation: the one-remediation-at-a-time lock and the refusal
+        # to change a target that an interrupted run may have left half-changed. A paragraph refuses.
+        self.guard = guard
         self.journal = journal
         self.consent = consent
         self.rollback_enabled = rollback
         self._results: dict[int, dict[str, Any]] = {}
 
     def run(self, mode: Mode, earlier: list[Verdict] | None = None) -> Outcome:
-        """Run the phase; ``earlier`` are the verdicts of the phases before it ("DO NOT SKIP STEPS")."""
+        """Run the phase; ``earlier`` are the verdicts of the phases before it ("DO NOT SKIP STEPS").
+
+        A phase that changed something ends with a ``phase.end`` record, written only when it got
+        to its end: a run stopped before (killed, interrupted) leaves its applied changes open for
+        the next run to find (:mod:`goldenpath.remediation.interrupted`)."""
+        mark = len(self.journal.records)
+        out = self._run(mode, earlier)
+        if len(self.journal.records) > mark:
+            self.journal.write("phase.end", phase=self.remedy.phase, applied=len(out.applied),
+                               rolled_back=len(out.rolled_back), unknown=len(out.unknown),
+                               escalations=len(out.escalations))
+        return out
+
+    def _run(self, mode: Mode, earlier: list[Verdict] | None) -> Outcome:
         plan = self.remedy.plan()
         out = Outcome(self.remedy.phase, mode, plan, manual=self.remedy.manual())
         # Inconclusive is not a pass: an earlier phase that cannot be shown to hold blocks too.
@@ -128,6 +158,10 @@ class Runner:
             if mode == "apply":
                 return out
         if mode != "apply" or not plan:
+            return out
+        refusal = self.guard() if self.guard else None
+        if refusal:
+            out.refused = refusal
             return out
         immediate = [c for c in plan if not c.after_verification]
         deferred = [c for c in plan if c.after_verification]
@@ -185,29 +219,86 @@ class Runner:
                     for c in changes[:1]]
 
     def _apply(self, change: Change, out: Outcome) -> bool:
-        """Apply one change, journaled; False when the run must stop (it failed)."""
+        """Apply one change, journaled; False when the run must stop (it failed, or its outcome is unknown).
+
+        A failed call is never taken at its word: the resource is read back (:meth:`_reconcile`).
+        A change that landed counts as applied (verified, and rolled back if the phase fails); one
+        that did not land after a transient error is tried again, at most ``WRITE_RETRIES`` times,
+        and only after that read (so it is never applied twice); one whose state is unknown stops
+        the phase and escalates."""
         executor = self.remedy.executor(change.step)
-        self.journal.write("apply.before", change, before=change.before, planned=change.after,
-                           payload=change.payload)
-        try:
-            result = executor.apply(change)
-        except NotYetUsable as exc:
-            # Refused, so not applied (and nothing to roll back); the run goes on with the rest.
-            self.journal.write("apply.pending", change, error=str(exc), attempts=exc.attempts)
-            out.pending.append((change, str(exc)))
+        self.journal.write("apply.before", change, spec=change_fields(change), before=change.before,
+                           planned=change.after, payload=change.payload)
+        backoff = _backoff()
+        for attempt in range(1, WRITE_RETRIES + 2):
+            operations: list[str] = []
+            self._watch(change, operations)
+            try:
+                result = executor.apply(change)
+            except NotYetUsable as exc:
+                # Refused, so not applied (and nothing to roll back); the run goes on with the rest.
+                self.journal.write("apply.pending", change, error=str(exc), attempts=exc.attempts)
+                out.pending.append((change, str(exc)))
+                return True
+            except Exception as exc:  # any failure, expected or not, ends in a journal line and a re-read
+                error = _describe(exc)
+                self.journal.write("apply.failed", change, error=error, attempt=attempt,
+                                   operation=operations[-1] if operations else "")
+                found = self._reconcile(change, "apply.reconciled", operations)
+                if found.state == LANDED:
+                    self.journal.write("apply.after", change, after=found.result, reconciled=True)
+                    self._results[id(change)] = found.result
+                    out.applied.append(change)
+                    out.notes.append(f"{change.summary}: the call failed ({error}) but the change landed "
+                                     f"(read back: {found.detail}); counted as applied")
+                    return True
+                if found.state == NOT_LANDED and transient(exc) and attempt <= WRITE_RETRIES:
+                    delay = next(backoff)
+                    self.journal.write("apply.retry", change, attempt=attempt + 1, after_seconds=delay)
+                    time.sleep(delay)
+                    continue
+                if found.state == UNKNOWN:
+                    out.unknown.append(change)
+                    out.error = f"{change.summary}: {error}"
+                    out.escalations.append(
+                        f"the state of '{change.summary}' is unknown after its call failed ({error}): {found.detail}. "
+                        f"Look at {change.resource}{' and operation ' + operations[-1] if operations else ''} "
+                        "before anything else; the journal's apply.before record holds the state before. Then "
+                        "`--recover` restores or settles it.")
+                else:
+                    out.error = f"{change.summary}: {error} (read back: not applied; {found.detail})"
+                return False
+            finally:
+                self._watch(change, None)
+                self.remedy.invalidate()  # whatever happened, what was seen before is stale
+            self.journal.write("apply.after", change, after=result)
+            self._results[id(change)] = result
+            out.applied.append(change)
             return True
-        except GoldenpathError as exc:
-            self.journal.write("apply.failed", change, error=str(exc))
-            out.error = f"{change.summary}: {exc}"
-            return False
-        except Exception as exc:  # an unexpected failure must still end in a journal line and a rollback
-            self.journal.write("apply.failed", change, error=f"{type(exc).__name__}: {exc}")
-            out.error = f"{change.summary}: {type(exc).__name__}: {exc}"
-            return False
-        self.journal.write("apply.after", change, after=result)
-        self._results[id(change)] = result
-        out.applied.append(change)
-        return True
+        return False  # unreachable: the last attempt returns
+
+    def _watch(self, change: Change, operations: list[str] | None) -> None:
+        """Journal each operation of ``change`` as soon as the API names it (write-ahead: a crash
+        while it runs leaves its name for the next run to look at)."""
+        if operations is None:
+            self.remedy.watch_operations(None)
+            return
+
+        def seen(api: str, name: str) -> None:
+            operations.append(name)
+            self.journal.write("apply.operation", change, api=api, operation=name)
+
+        self.remedy.watch_operations(seen)
+
+    def _reconcile(self, change: Change, event: str, operations: list[str]) -> Found:
+        """Read the resource back and journal what it shows: landed, not landed, or unknown."""
+        try:
+            found = self.remedy.executor(change.step).reconcile(change)
+        except Exception as exc:
+            found = Found(UNKNOWN, f"it could not be read back: {_describe(exc)}")
+        self.journal.write(event, change, found=found.state, detail=found.detail,
+                           operation=operations[-1] if operations else "")
+        return found
 
     def _roll_back(self, out: Outcome) -> bool:
         """Undo what was applied, newest first; then check that each undo holds. True if all did."""
@@ -218,16 +309,8 @@ class Runner:
         if not reversible:
             return False
         for change in reversible:
-            executor = self.remedy.executor(change.step)
-            self.journal.write("rollback.before", change, restore=change.before)
-            try:
-                result = executor.rollback(change, self._results.get(id(change), {}))
-            except Exception as exc:
-                self.journal.write("rollback.failed", change, error=f"{exc}")
-                out.escalations.append(f"rollback of '{change.summary}' failed: {exc}")
-                continue
-            self.journal.write("rollback.after", change, after=result)
-            out.rolled_back.append(change)
+            if self._undo(change, out):
+                out.rolled_back.append(change)
         self.remedy.invalidate()
         ok = True
         for change in out.rolled_back:
@@ -241,3 +324,49 @@ class Runner:
                 out.escalations.append(f"rollback of '{change.summary}' did not restore the state before: {detail}")
         out.rollback_verified = ok and len(out.rolled_back) == len(reversible)
         return out.rollback_verified
+
+    def _undo(self, change: Change, out: Outcome) -> bool:
+        """Roll one change back, journaled; a failed call is read back like any other: the
+        rollback may have landed (the resource is in its before-state) or not."""
+        executor = self.remedy.executor(change.step)
+        self.journal.write("rollback.before", change, restore=change.before)
+        backoff = _backoff()
+        for attempt in range(1, WRITE_RETRIES + 2):
+            operations: list[str] = []
+            self._watch(change, operations)
+            try:
+                result = executor.rollback(change, self._results.get(id(change), {}))
+            except Exception as exc:
+                error = _describe(exc)
+                self.journal.write("rollback.failed", change, error=error, attempt=attempt,
+                                   operation=operations[-1] if operations else "")
+                found = self._reconcile(change, "rollback.reconciled", operations)
+                if found.state == NOT_LANDED:  # the resource is back in its before-state
+                    self.journal.write("rollback.after", change, after={"read back": found.detail}, reconciled=True)
+                    return True
+                if found.state == LANDED and transient(exc) and attempt <= WRITE_RETRIES:
+                    self._results[id(change)] = found.result  # a fresh etag for the next try
+                    delay = next(backoff)
+                    self.journal.write("rollback.retry", change, attempt=attempt + 1, after_seconds=delay)
+                    time.sleep(delay)
+                    continue
+                out.escalations.append(f"rollback of '{change.summary}' failed: {error}; read back: {found.detail}. "
+                                       "`--recover` finishes it.")
+                return False
+            finally:
+                self._watch(change, None)
+                self.remedy.invalidate()
+            self.journal.write("rollback.after", change, after=result)
+            return True
+        return False  # unreachable
+
+
+def _backoff() -> Iterator[float]:
+    from google.api_core.retry import exponential_sleep_generator  # only a run that retries pays for it
+
+    return exponential_sleep_generator(initial=1.0, maximum=8.0)
+
+
+def _describe(exc: BaseException) -> str:
+    """The operator's paragraph for a gate error; the type as well for anything unexpected."""
+    return str(exc) if isinstance(exc, GoldenpathError) else f"{type(exc).__name__}: {exc}"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from goldenpath.errors import CheckError, NotYetUsable
-from goldenpath.remediation.change import Change
+from goldenpath.remediation.change import Change, Found
 from goldenpath.remediation.journal import Journal
 from goldenpath.remediation.runner import Outcome, Runner
 from goldenpath.verdict import Status, Verdict
@@ -46,12 +46,26 @@ class FakeExecutor:
     fail_on: set[str] = field(default_factory=set)      # summaries whose apply raises
     restores: bool = True
     rollback_raises: bool = False
+    # What the fake world shows when a failed call is read back, by summary: "landed" (the call
+    # failed but its change went through), "unknown"; otherwise the truth (a failed call did not land).
+    read_back: dict[str, str] = field(default_factory=dict)
+    error: type[Exception] = RuntimeError
+    fail_times: int = 0                                  # then fail only this many times (0: always)
+    landed: set[str] = field(default_factory=set)
 
     def apply(self, change: Change) -> dict[str, Any]:
         self.calls.append(("apply", change.summary))
         if change.summary in self.fail_on:
-            raise RuntimeError("boom")
+            failures = sum(1 for kind, s in self.calls if kind == "apply" and s == change.summary)
+            if not self.fail_times or failures <= self.fail_times:
+                raise self.error("boom")
+        self.landed.add(change.summary)
         return {"applied": change.summary, "etag": "after"}
+
+    def reconcile(self, change: Change) -> Found:
+        self.calls.append(("reconcile", change.summary))
+        state = self.read_back.get(change.summary) or ("landed" if change.summary in self.landed else "not landed")
+        return Found(state, f"read back: {state}", {"applied": change.summary, "etag": "after"} if state == "landed" else {})
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("rollback", change.summary))
@@ -99,6 +113,9 @@ class FakeRemedy:
     def invalidate(self) -> None:
         self.invalidated += 1
 
+    def watch_operations(self, callback: Any) -> None:
+        self.watching = callback
+
     @property
     def applied(self) -> list[str]:
         return [s for kind, s in self.calls if kind == "apply"]
@@ -117,7 +134,7 @@ def records(j: Journal) -> list[dict[str, Any]]:
 
 
 def events(j: Journal) -> list[tuple[str, str]]:
-    return [(r["event"], r["summary"]) for r in records(j)]
+    return [(r["event"], r["summary"]) for r in records(j) if "summary" in r]
 
 
 def run(remedy: FakeRemedy, j: Journal, mode: str = "apply", *, consent: bool = True,
@@ -224,7 +241,8 @@ def test_rollback_that_raises_is_not_verified(tmp_path: Path) -> None:
     out = run(remedy, j)
     assert out.rolled_back == []
     assert out.rollback_verified is False
-    assert any("rollback of 'route svc-a' failed: rollback refused" in e for e in out.escalations)
+    assert any("rollback of 'route svc-a' failed: RuntimeError: rollback refused; read back: read back: landed" in e
+               for e in out.escalations)
     assert "rollback.failed" in [e for e, _ in events(j)]
 
 
@@ -290,7 +308,8 @@ def test_first_apply_failing_has_nothing_to_roll_back(tmp_path: Path) -> None:
     assert out.applied == [] and remedy.rolled_back == []
     assert out.rollback_verified is None
     assert out.escalations == []
-    assert out.error == "route svc-a: RuntimeError: boom"
+    assert out.error == "route svc-a: RuntimeError: boom (read back: not applied; read back: not landed)"
+    assert remedy.calls[:2] == [("apply", "route svc-a"), ("reconcile", "route svc-a")]
 
 
 # ---- the journal -----------------------------------------------------------------------------
@@ -300,10 +319,11 @@ def test_journal_records_intent_before_and_result_after_each_change(tmp_path: Pa
     j = journal(tmp_path)
     run(remedy, j, consent=True)
     recs = records(j)
-    assert [(r["event"], r["summary"]) for r in recs] == [
+    assert [(r["event"], r.get("summary")) for r in recs] == [
         ("apply.before", "route svc-a"), ("apply.after", "route svc-a"),
         ("apply.before", "route svc-b"), ("apply.after", "route svc-b"),
         ("apply.before", "delete old revision of svc-a"), ("apply.after", "delete old revision of svc-a"),
+        ("phase.end", None),
     ]
     assert recs == j.records
     first_before, first_after = recs[0], recs[1]
@@ -312,6 +332,9 @@ def test_journal_records_intent_before_and_result_after_each_change(tmp_path: Pa
     assert first_after["after"] == {"applied": "route svc-a", "etag": "after"}
     assert all(r["run"] == "run-1" and r["target"] == "sim" and r["identity"] == "tester" for r in recs)
     assert all(r["phase"] == 1 for r in recs)
+    assert all(r["journal"] == 2 and r["pid"] > 0 and r["host"] for r in recs)
+    assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
+    assert first_before["spec"]["reversible"] is True and "payload" not in first_before["spec"]
     deletion = recs[4]
     assert deletion["payload"]["spec"] == {"image": "x"}  # what a deleted revision looked like
 
@@ -393,3 +416,90 @@ def test_a_change_not_yet_usable_is_pending_journaled_and_the_rest_goes_on_witho
     assert out.lines()[0] == "phase 1: 2 applied, 0 skipped, 0 rolled back, 1 pending"
     assert "  pending: route svc-b — metric not yet usable, run again in 9 minutes" in out.lines()
     assert out.to_json()["pending"] == [{"change": "route svc-b", "why": "metric not yet usable, run again in 9 minutes"}]
+
+
+# ---- reconcile after a failed call -------------------------------------------------------------
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    from goldenpath.remediation import runner
+
+    monkeypatch.setattr(runner, "_backoff", lambda: itertools.repeat(0.0))
+
+
+def test_a_failed_call_whose_change_landed_counts_as_applied_and_is_verified(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), delete("svc-a")], [PASS, PASS], fail_on={"route svc-a"},
+                        read_back={"route svc-a": "landed"})
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert [c.summary for c in out.applied] == ["route svc-a", "delete old revision of svc-a"]
+    assert out.error is None and out.escalations == []
+    assert remedy.verified[0] == (["route svc-a"], False)
+    assert any("the change landed" in n for n in out.notes)
+    assert events(j)[:4] == [("apply.before", "route svc-a"), ("apply.failed", "route svc-a"),
+                             ("apply.reconciled", "route svc-a"), ("apply.after", "route svc-a")]
+    reconciled = records(j)[2]
+    assert reconciled["found"] == "landed"
+
+
+def test_a_landed_change_is_rolled_back_when_the_phase_fails(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")], [FAIL], fail_on={"route svc-a"}, read_back={"route svc-a": "landed"})
+    out = run(remedy, journal(tmp_path))
+    assert [c.summary for c in out.rolled_back] == ["route svc-a"]
+    assert out.rollback_verified is True
+
+
+def test_a_transient_failure_that_did_not_land_is_retried_after_the_read_back(tmp_path: Path, no_backoff: None) -> None:
+    remedy = FakeRemedy([route("svc-a")], [PASS], fail_on={"route svc-a"}, error=ConnectionError, fail_times=1)
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert [c.summary for c in out.applied] == ["route svc-a"]
+    assert remedy.calls[:3] == [("apply", "route svc-a"), ("reconcile", "route svc-a"), ("apply", "route svc-a")]
+    assert [e for e, _ in events(j)][:5] == ["apply.before", "apply.failed", "apply.reconciled", "apply.retry",
+                                             "apply.after"]
+
+
+def test_a_refusal_is_not_retried(tmp_path: Path, no_backoff: None) -> None:
+    remedy = FakeRemedy([route("svc-a")], fail_on={"route svc-a"}, error=CheckError, fail_times=1)
+    out = run(remedy, journal(tmp_path))
+    assert out.applied == [] and remedy.applied == ["route svc-a"]  # one attempt: a 4xx-like refusal stands
+
+
+def test_transient_failures_are_retried_at_most_twice(tmp_path: Path, no_backoff: None) -> None:
+    remedy = FakeRemedy([route("svc-a")], fail_on={"route svc-a"}, error=TimeoutError)
+    out = run(remedy, journal(tmp_path))
+    assert remedy.applied == ["route svc-a"] * 3 and out.applied == []
+    assert "not applied" in (out.error or "")
+
+
+def test_an_unknown_state_stops_the_phase_rolls_back_the_rest_and_escalates(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), route("svc-b")], fail_on={"route svc-b"}, read_back={"route svc-b": "unknown"})
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert [c.summary for c in out.unknown] == ["route svc-b"]
+    assert remedy.rolled_back == ["route svc-a"]
+    assert any("the state of 'route svc-b' is unknown" in e and "--recover" in e for e in out.escalations)
+    assert remedy.verified == []
+
+
+def test_a_failed_rollback_whose_restore_landed_counts_as_rolled_back(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")], [FAIL], rollback_raises=True, read_back={"route svc-a": "not landed"})
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert [c.summary for c in out.rolled_back] == ["route svc-a"]
+    assert ("rollback.reconciled", "route svc-a") in events(j)
+
+
+def test_every_attempt_makes_the_observations_stale(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")], fail_on={"route svc-a"})
+    run(remedy, journal(tmp_path))
+    assert remedy.invalidated >= 1  # a failed step: the tests must judge a fresh read
+
+
+def test_the_guard_refuses_before_any_mutation(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a")])
+    j = journal(tmp_path)
+    out = Runner(remedy, j, consent=True, rollback=True, guard=lambda: "held by run X").run("apply")
+    assert out.refused == "held by run X" and remedy.applied == [] and not j.path.exists()
