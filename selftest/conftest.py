@@ -115,6 +115,10 @@ class Sandbox:
         return {r["name"].rsplit("/", 1)[-1] for r in self.status()["run"]["revisions"]}
 
     def journal(self) -> list[dict[str, Any]]:
+        """The journal's records about changes (run.start, phase.end, run.end, lock.* left out)."""
+        return [r for r in self.journal_all() if "step" in r]
+
+    def journal_all(self) -> list[dict[str, Any]]:
         path = self.reports / "journal.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 

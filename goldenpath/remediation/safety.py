@@ -56,22 +56,22 @@ class Safety:
         if self.lock is not None and self.lock.held:
             return None
         lock = TargetLock(self.target, self.run_id, journal.identity, journal.path)
-        takeover = frozenset(u.run for u in self.unfinished) if self.recover_asked else frozenset()
         try:
-            stale = lock.acquire(self.break_lock, takeover)
+            # --recover settles what a dead run left, so it may take that run's lock over; a live
+            # holder is never taken over (acquire refuses whatever is asked).
+            stale = lock.acquire(self.break_lock or self.recover_asked)
         except Locked as exc:
             return str(exc)
         self.lock = lock
         journal.write("run.start", lock=str(lock.path))
         if stale is not None:
-            why = "--break-lock" if self.break_lock else "--recover of that run"
+            why = "--break-lock" if self.break_lock else "--recover"
             journal.write("lock.broken", stale=stale.describe(), by=why)
         return None
 
     def recover(self, journal: Journal, remedy_for: Callable[[int], PhaseRemedy]) -> str | None:
-        """``--recover``: settle every unfinished change; a refusal paragraph if the lock is held."""
-        if not self.unfinished:
-            return None
+        """``--recover``: settle every unfinished change; a refusal paragraph if the lock is held.
+        The lock is taken even with nothing to settle: a dead run's stale lock is cleared so."""
         refusal = self._take(journal)
         if refusal:
             return refusal

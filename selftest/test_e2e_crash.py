@@ -1,0 +1,135 @@
+"""A SIGKILL at each journal point of a Phase 1 and a Phase 2 remediation, then ``--recover``.
+
+The gate is killed by its own failpoint (``GOLDENPATH_FAILPOINT=EVENT#N``, a real SIGKILL right
+after that journal record is on disk: goldenpath/failpoint.py). The next run must refuse to
+remediate and name the interrupted run; ``--recover`` must leave each step's resource in its
+before- or its after-state (never in between), verified, and journal which (issue #11).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from selftest.conftest import Sandbox, _ensure_twin
+
+BACKEND = "netra-backend-staging"
+OLD, NEW = "netra-backend-staging-00749-6tr", "netra-backend-staging-00750-69k"
+BROKEN = "netra-backend-staging-00751-brk"
+
+
+@pytest.fixture
+def box(sandbox: Sandbox) -> Sandbox:
+    _ensure_twin(sandbox)
+    sandbox.fresh_journal()
+    return sandbox
+
+
+def verdict(box: Sandbox) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((box.reports / "verdict.json").read_text())
+    return data
+
+
+def resolved(box: Sandbox) -> list[dict[str, Any]]:
+    return [r for r in box.journal_all() if r["event"] == "recover.resolved"]
+
+
+def crash_and_recover(box: Sandbox, point: str, *selection: str) -> tuple[str, str]:
+    """Kill the remediation at ``point``, check the next run refuses, recover; the two outputs."""
+    killed = box.gate(*selection, "--remediate", "--yes", env={"GOLDENPATH_FAILPOINT": point})
+    assert killed.returncode == -9, killed.output
+    assert not (box.reports / f"verdict-{_run_of(box)}.json").exists()  # a killed run leaves no verdict
+    refused = box.gate(*selection, "--remediate", "--yes")
+    assert "an interrupted remediation (run " + _run_of(box, first=True) in refused.output, refused.output
+    assert verdict(box)["verdict"] == "ESCALATE"
+    recovered = box.gate(*selection, "--recover", "--yes")
+    assert "NOT RESOLVED" not in recovered.output, recovered.output
+    assert "an interrupted remediation" not in " ".join(verdict(box)["escalations"]), recovered.output
+    return refused.output, recovered.output
+
+
+def _run_of(box: Sandbox, first: bool = True) -> str:
+    runs = [r["run"] for r in box.journal_all()]
+    return runs[0] if first else runs[-1]
+
+
+# Phase 1 from the incident: route 50/50 → 100 % on NEW (apply.*#1), then delete OLD (apply.*#2).
+PHASE1 = [
+    # point            serving after recover      OLD still there   what --recover found
+    ("apply.before#1", {OLD: 50, NEW: 50}, True, "the change had not landed"),
+    ("apply.after#1", {NEW: 100}, True, "the change landed and the phase's criteria hold"),
+    ("apply.before#2", {NEW: 100}, True, "the change had not landed"),
+    ("apply.after#2", {NEW: 100}, False, "the change landed and cannot be undone"),
+]
+
+
+@pytest.mark.parametrize("point,serving,old_kept,found", PHASE1, ids=[p[0] for p in PHASE1])
+def test_phase1_killed_then_recovered(box: Sandbox, point: str, serving: dict[str, int], old_kept: bool,
+                                      found: str) -> None:
+    box.reset("incident-1278")
+    crash_and_recover(box, point, "-m", "phase1")
+    assert box.serving() == serving
+    assert (OLD in box.revisions()) is old_kept
+    assert any(found in r["action"] for r in resolved(box)), resolved(box)
+
+
+# Phase 1 on a broken latest revision: the route lands, verification fails, the rollback restores.
+BROKEN_POINTS = [
+    ("apply.after#1", "restored the state before the change"),
+    ("rollback.before#1", "restored the state before the change"),
+    ("rollback.after#1", "the rollback had landed"),
+]
+
+
+@pytest.mark.parametrize("point,found", BROKEN_POINTS, ids=[p[0] for p in BROKEN_POINTS])
+def test_broken_latest_killed_then_recovered_to_the_split_before(box: Sandbox, point: str, found: str) -> None:
+    box.reset("broken-latest")
+    before = box.serving()
+    crash_and_recover(box, point, "-m", "phase1")
+    assert box.serving() == before  # the verified state before the change, never the broken one
+    assert any(found in r["action"] for r in resolved(box)), resolved(box)
+
+
+def test_killed_after_taking_the_lock_leaves_nothing_to_recover_but_the_lock(box: Sandbox) -> None:
+    box.reset("incident-1278")
+    killed = box.gate("-m", "phase1", "--remediate", "--yes", env={"GOLDENPATH_FAILPOINT": "run.start"})
+    assert killed.returncode == -9
+    refused = box.gate("-m", "phase1", "--remediate", "--yes")
+    assert "stale remediation lock" in refused.output and "--break-lock" in refused.output, refused.output
+    assert box.serving() == {OLD: 50, NEW: 50}
+    broken = box.gate("-m", "phase1", "--remediate", "--yes", "--break-lock")
+    assert box.serving() == {NEW: 100}, broken.output
+    assert any(r["event"] == "lock.broken" and r["by"] == "--break-lock" for r in box.journal_all())
+
+
+# Phase 2 from the incident (phase 1 first, so apply #1-#2 are Phase 1's): scale the connector
+# (one-way, #3), then max_connections (restarts, #4).
+PHASE2 = [
+    ("apply.before#3", "the change had not landed"),
+    ("apply.after#3", "the change landed and cannot be undone"),
+    ("apply.before#4", "the change had not landed"),
+    ("apply.after#4", "the change landed and the phase's criteria hold"),
+]
+
+
+@pytest.mark.parametrize("point,found", PHASE2, ids=[p[0] for p in PHASE2])
+def test_phase2_killed_then_recovered(box: Sandbox, point: str, found: str) -> None:
+    box.reset("incident-1278")
+    before = box.status()
+    crash_and_recover(box, point, "-m", "phase1 or phase2")
+    after = box.status()
+    step = [r for r in box.journal() if r["event"] == "apply.before"][int(point[-1]) - 1]
+    assert any(found in r["action"] and r["recovers"]["step"] == step["step"] for r in resolved(box)), resolved(box)
+    sql_before, sql_after = _flags(before), _flags(after)
+    # The database flags are exactly as before, or exactly as planned: never in between.
+    planned = {f["name"]: f["value"] for f in next(
+        (r["planned"]["databaseFlags"] for r in box.journal() if r["step"] == "set-database-flags"
+         and r["event"] == "apply.before"), [])}
+    assert sql_after in (sql_before, planned or sql_before)
+
+
+def _flags(status: dict[str, Any]) -> dict[str, str]:
+    inst = status["sqladmin"]["instances"][0]
+    return {f["name"]: f.get("value", "") for f in inst["settings"].get("databaseFlags", [])}
