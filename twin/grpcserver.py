@@ -31,7 +31,7 @@ from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import Message
 
 from twin import monitoring
-from twin.store import ApiError, Store
+from twin.store import ApiError, InjectedFault, Store
 
 # An RPC handler: the world, the decoded request (a protobuf message), and the time of the call;
 # returns the response as REST JSON.
@@ -179,23 +179,34 @@ def encode(message_type: Any, body: dict[str, Any]) -> Message:
 def _unary(twin: Any, rpc: Rpc) -> grpc.RpcMethodHandler:
     async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
         failure: tuple[grpc.StatusCode, str] | None = None
+        answer: Message | None = None
+        injected: InjectedFault | None = None
         async with twin.lock:
             w = twin.world
             now = time.time()
             w.advance(now)
             w.count(rpc.method_id, rpc.write)
             try:
-                w.check_fault(rpc.method_id)
-                return encode(rpc.response, rpc.handler(w, request, now))
+                injected = w.check_fault(rpc.method_id)
+                if injected and injected.refusal:
+                    raise injected.refusal  # refused before anything happens
+                answer = encode(rpc.response, rpc.handler(w, request, now))
             except ApiError as exc:
                 failure = (status_code(exc), exc.message)
             except json_format.ParseError as exc:
                 # The twin built something the real API cannot return: a twin bug, said loudly.
                 failure = (grpc.StatusCode.INTERNAL, f"twin: {rpc.path} answer is not a valid "
                                                      f"{protobuf_class(rpc.response).DESCRIPTOR.full_name}: {exc}")
-        assert failure is not None
-        await context.abort(*failure)
-        raise AssertionError("unreachable: context.abort raises")
+        if injected:
+            if injected.error_after:  # carried out, and its answer lost: the change stays
+                failure = (status_code(injected.error_after), injected.error_after.message)
+            if injected.delay:
+                await asyncio.sleep(injected.delay)  # the answer is late; the lock is not held
+        if failure is not None:
+            await context.abort(*failure)
+            raise AssertionError("unreachable: context.abort raises")
+        assert answer is not None
+        return answer
 
     return grpc.unary_unary_rpc_method_handler(
         call,

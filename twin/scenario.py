@@ -201,21 +201,56 @@ HTTP_FOR_STATUS = {
 
 
 class FaultSpec(_Strict):
-    """Calls of ``method`` fail with this error (after being counted), on REST and gRPC alike: every
-    call after the first ``after_calls``, or only ``times`` of them (a transient error a retry outlives)."""
+    """An injected fault of one method, on REST and gRPC alike (a twin mechanism, not a Google rule).
+
+    Which calls it hits: every call of ``method`` is counted (a validateOnly call only when
+    ``dry_runs``; otherwise a dry run is neither counted nor faulted). The first ``after_calls``
+    counted calls are served normally; then calls ``after_calls + 1`` to ``after_calls + times`` are
+    hit (every later call, when ``times`` is unset); after those, calls are served normally again.
+
+    What a hit call gets:
+
+    * an error (``code``, ``status``, ``message``, all three or none): by default the call is refused
+      before anything happens, the world is unchanged. With ``applied = true`` the call is carried out
+      first (its change lands in the world, an operation it starts runs) and the error is answered in
+      place of the result: a front end whose answer from the backend was lost. Google says a write
+      answered so may have been carried out: google/rpc/code.proto DEADLINE_EXCEEDED ("this error may
+      be returned even if the operation has completed successfully") and UNAVAILABLE ("not always
+      safe to retry non-idempotent operations"); https://google.aip.dev/194 (no automatic retry of a
+      request whose repeat "would cause unintended state changes").
+    * a delay (``delay_seconds``, real seconds: a network delay is not twin time, the clock scale does
+      not apply): the answer (result or error) is held back this long. The call itself is carried
+      out (or refused) when it arrives; only its answer is late, and other requests are served
+      meanwhile. A delay with no error is a slow answer to a call that succeeded: a caller whose
+      deadline is shorter sees its own timeout while the change has landed.
+
+    A fault has an error, a delay, or both.
+    """
 
     method: str                         # a discovery method id the twin serves (checked at reset: twin.world)
-    code: int                           # the HTTP code, as Google's REST front end answers
-    status: str                         # the canonical status, e.g. RESOURCE_EXHAUSTED
-    message: str
-    dry_runs: bool = False              # validateOnly calls fail too (default: they pass, the real write fails)
-    after_calls: int = Field(0, ge=0)   # the first N (non-dry-run) calls succeed, every later one fails
-    times: int | None = Field(None, ge=1)  # then only this many fail, and every later call succeeds again
+    code: int | None = None             # the HTTP code, as Google's REST front end answers
+    status: str | None = None           # the canonical status, e.g. RESOURCE_EXHAUSTED
+    message: str | None = None
+    dry_runs: bool = False              # validateOnly calls are counted and hit too (default: they pass)
+    after_calls: int = Field(0, ge=0)   # the first N counted calls are served normally
+    times: int | None = Field(None, ge=1)  # then only this many are hit, and every later call is served again
+    delay_seconds: float | None = Field(None, ge=0)  # each hit call's answer is held back this long (real seconds)
+    applied: bool = False               # a hit call is carried out before its error is answered
+
+    @property
+    def has_error(self) -> bool:
+        return self.code is not None
 
     @model_validator(mode="after")
-    def _is_a_real_error_of_a_served_method(self) -> "FaultSpec":
-        if HTTP_FOR_STATUS.get(self.status) != self.code:
-            expected = HTTP_FOR_STATUS.get(self.status)
+    def _is_a_real_error_or_a_delay(self) -> "FaultSpec":
+        given = [k for k in ("code", "status", "message") if getattr(self, k) is not None]
+        if given and len(given) < 3:
+            missing = [k for k in ("code", "status", "message") if k not in given]
+            raise ValueError(f"an error needs code, status and message; {', '.join(missing)} missing")
+        if not given and not self.delay_seconds:
+            raise ValueError("a fault needs an error (code, status, message), a delay_seconds > 0, or both")
+        if self.has_error and HTTP_FOR_STATUS.get(self.status or "") != self.code:
+            expected = HTTP_FOR_STATUS.get(self.status or "")
             raise ValueError(f"status {self.status!r} is answered with HTTP {expected}, not {self.code}"
                              if expected else f"{self.status!r} is not a canonical status ({', '.join(HTTP_FOR_STATUS)})")
         return self

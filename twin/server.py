@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -20,7 +21,7 @@ from starlette.routing import Route
 from twin import compute, dashboards, dataplane, encode, logging, run, sqladmin, vpcaccess
 from twin.logfilter import FilterError
 from twin.scenario import ScenarioError
-from twin.store import ApiError, Store
+from twin.store import ApiError, InjectedFault, Store
 
 if TYPE_CHECKING:
     from twin.world import Twin
@@ -37,6 +38,22 @@ DASHBOARDS = "/v1/projects/{project}/dashboards"
 # Cloud SQL Admin: sqladmin.v1.json has rootUrl https://sqladmin.googleapis.com/, servicePath "" and
 # paths v1/projects/{project}/instances/{instance}.
 SQL = "/v1/projects/{project}"
+
+
+@dataclass(frozen=True)
+class Later:
+    """A handler's answer that is not ready yet (a server-side wait). The endpoint calls ``look``
+    with the twin's lock held and the world advanced, and sleeps between looks WITHOUT the lock, so
+    every other request is served while this one waits; ``look`` returns the answer once it is
+    ready, else None, and at ``deadline`` (time.time()) is called with ``final=True`` for the answer
+    as it then stands."""
+
+    look: Callable[[bool], Any]
+    deadline: float
+
+
+# How often a waiting request looks again (real seconds).
+WAIT_TICK = 0.05
 
 
 @dataclass(frozen=True)
@@ -131,13 +148,17 @@ async def wait_operation(req: Request, w: Store) -> Any:
     p = req.path_params
     body = json.loads(await req.body() or b"{}")
     timeout = float(str(body.get("timeout", "60s")).rstrip("s"))
-    deadline = time.time() + timeout
-    op = run.get_operation(w, p["project"], p["location"], p["operation"])
-    while not op["done"] and time.time() < deadline:
-        # Server-side wait, as the real :wait does; the world advances as time passes.
-        await asyncio.sleep(min(0.05, max(0.0, op["done_at"] - time.time())))
-        run.advance(w, time.time())
-    return encode.operation(run.operation_json(op), _op_kind(op))
+    run.get_operation(w, p["project"], p["location"], p["operation"])  # an unknown one is 404 at once
+
+    def look(final: bool) -> Any:
+        # Looked up again each time: a reset meanwhile is a 404, as for any read of a gone operation.
+        op = run.get_operation(w, p["project"], p["location"], p["operation"])
+        return encode.operation(run.operation_json(op), _op_kind(op)) if op["done"] or final else None
+
+    # Server-side wait, as the real :wait does ("Waits until the specified long-running operation is
+    # done or reaches at most a specified timeout", run.v2.json operations.wait), answered by the
+    # endpoint without holding the twin's lock between looks.
+    return Later(look, time.time() + timeout)
 
 
 ENTRIES_LIST_FIELDS = {"resourceNames", "projectIds", "filter", "orderBy", "pageSize", "pageToken"}
@@ -392,6 +413,9 @@ ROUTES: list[ApiRoute] = [
 
 def _api_endpoint(twin: Twin, route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        injected: InjectedFault | None = None
+        error: ApiError | None = None
+        result: Any = None
         async with twin.lock:
             w = twin.world
             w.advance()
@@ -399,21 +423,49 @@ def _api_endpoint(twin: Twin, route: ApiRoute) -> Callable[[Request], Awaitable[
             try:
                 dry = route.write and _flag(request, "validateOnly")
                 w.count(route.method_id + (":validateOnly" if dry else ""), route.write and not dry)
-                w.check_fault(route.method_id, dry)
+                injected = w.check_fault(route.method_id, dry)
+                if injected and injected.refusal:
+                    raise injected.refusal  # refused before anything happens
                 result = await route.handler(request, w)
             except ApiError as exc:
-                return JSONResponse(exc.body(), status_code=exc.code)
+                error = exc
+        if isinstance(result, Later):
+            result, error = await _answer_later(twin, result)
+        if injected:
+            # A call carried out whose answer is lost: the change stays, the caller gets the error.
+            error = injected.error_after or error
+            if injected.delay:
+                await asyncio.sleep(injected.delay)  # the answer is late; the lock is not held
+        if error is not None:
+            return JSONResponse(error.body(), status_code=error.code)
         return JSONResponse(result)
 
     return endpoint
+
+
+async def _answer_later(twin: Twin, later: Later) -> tuple[Any, ApiError | None]:
+    """Look until the answer is ready or the deadline passed, taking the lock only to look."""
+    while True:
+        final = time.time() >= later.deadline
+        async with twin.lock:
+            twin.world.advance()
+            try:
+                answer = later.look(final)
+            except ApiError as exc:
+                return None, exc
+        if answer is not None:
+            return answer, None
+        await asyncio.sleep(min(WAIT_TICK, max(0.0, later.deadline - time.time())))
 
 
 def control_app(twin: Twin) -> Starlette:
     routes = [Route(r.path, _api_endpoint(twin, r), methods=[r.verb]) for r in ROUTES]
 
     async def health(_: Request) -> Response:
+        # home and pid: the command line talks to a twin only if it serves the home it was given,
+        # and `stop` waits for this process to be gone.
         return JSONResponse({"twin": "ok", "scenario": twin.world.state["scenario"],
-                             "home": str(twin.world.home.resolve())})
+                             "home": str(twin.world.home.resolve()), "pid": os.getpid()})
 
     async def status(_: Request) -> Response:
         async with twin.lock:

@@ -170,26 +170,58 @@ class Store:
         req["by_method"][method] = req["by_method"].get(method, 0) + 1
         self.dirty = True
 
-    def check_fault(self, method: str, dry_run: bool = False) -> None:
-        """Fail the call as the scenario says (a quota error, an outage), once it has been counted.
+    def check_fault(self, method: str, dry_run: bool = False) -> "InjectedFault | None":
+        """Count a call of ``method`` against the scenario's fault for it, and say what this call gets.
 
-        A dry run (validateOnly) passes unless the fault says otherwise, so a client's preflight
-        succeeds and the real write fails: the case its rollback exists for.
+        None: the call is served normally. Otherwise an :class:`InjectedFault` (the semantics are
+        twin.scenario.FaultSpec's): call ``after_calls + 1`` to ``after_calls + times`` of the method
+        (every one after ``after_calls`` when ``times`` is unset) is hit. A dry run (validateOnly) is
+        not counted nor hit unless the fault says ``dry_runs``, so a client's preflight succeeds and
+        the real write fails: the case its rollback exists for.
+
+        The caller decides nothing itself: it refuses the call with ``refusal`` (nothing happens),
+        else carries it out; then it answers ``error_after`` instead of the result when that is set,
+        and holds the answer back ``delay`` seconds without holding the twin's lock.
         """
         fault = self.state.get("faults", {}).get(method)
         if not fault or (dry_run and not fault.get("dry_runs")):
-            return
+            return None
         fault["calls"] = fault.get("calls", 0) + 1
         self.dirty = True
-        nth = fault["calls"] - fault.get("after_calls", 0)  # 1 for the first call that fails
-        if nth > 0 and (fault.get("times") is None or nth <= fault["times"]):
-            raise ApiError(fault["code"], fault["status"], fault["message"])
+        nth = fault["calls"] - fault.get("after_calls", 0)  # 1 for the first call that is hit
+        if nth <= 0 or (fault.get("times") is not None and nth > fault["times"]):
+            return None
+        fault["hits"] = fault.get("hits", 0) + 1
+        error = (ApiError(fault["code"], fault["status"], fault["message"])
+                 if fault.get("code") is not None else None)
+        return InjectedFault(error=error, applied=bool(fault.get("applied")),
+                             delay=float(fault.get("delay_seconds") or 0))
 
     def seed_faults(self, faults: list[Any]) -> None:
         self.state["faults"] = {f.method: {"code": f.code, "status": f.status, "message": f.message,
                                            "dry_runs": f.dry_runs, "after_calls": f.after_calls, "times": f.times,
-                                           "calls": 0}
+                                           "delay_seconds": f.delay_seconds, "applied": f.applied,
+                                           "calls": 0, "hits": 0}
                                 for f in faults}
+
+
+@dataclass(frozen=True)
+class InjectedFault:
+    """What one call hit by a scenario fault gets (see Store.check_fault)."""
+
+    error: ApiError | None   # the fault's error, if it has one
+    applied: bool            # the call is carried out before the error is answered
+    delay: float             # real seconds the answer is held back
+
+    @property
+    def refusal(self) -> ApiError | None:
+        """The error to refuse the call with before it is carried out (None: carry it out)."""
+        return None if self.applied else self.error
+
+    @property
+    def error_after(self) -> ApiError | None:
+        """The error answered in place of the result of a call that was carried out."""
+        return self.error if self.applied else None
 
 
 # ---- names, pages and errors the APIs share ------------------------------------------------

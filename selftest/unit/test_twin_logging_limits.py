@@ -54,13 +54,11 @@ def test_a_fault_with_times_fails_that_many_calls_then_lets_them_through(tmp_pat
                                  message="Quota exceeded.", after_calls=1, times=2)])
     outcomes = []
     for _ in range(5):
-        try:
-            store.check_fault("logging.entries.list")
-            outcomes.append("ok")
-        except ApiError as exc:
-            outcomes.append(str(exc.code))
+        hit = store.check_fault("logging.entries.list")
+        outcomes.append(str(hit.refusal.code) if hit and hit.refusal else "ok")
     assert outcomes == ["ok", "429", "429", "ok", "ok"]
     assert store.state["faults"]["logging.entries.list"]["calls"] == 5
+    assert store.state["faults"]["logging.entries.list"]["hits"] == 2
 
 
 def test_page_tokens_are_opaque_and_checked() -> None:
