@@ -15,6 +15,19 @@ class CheckError(GoldenpathError):
     """A check could not be made (API or network error): not a verdict on the infrastructure."""
 
 
+class OutcomeUnknown(CheckError):
+    """A write was sent, and whether it took effect is not known: the call itself failed in a way
+    that does not say it was refused (503, 504/DEADLINE_EXCEEDED, a timeout, a lost connection), or
+    its long-running operation's state could not be read, or the operation had not finished in time.
+    The caller must re-read the resource (reconcile) before deciding it was or was not applied; a
+    refusal (4xx, an operation that finished with an error) is a plain CheckError instead."""
+
+    def __init__(self, message: str, *, operation: str = "", api: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation  # the long-running operation's name, "" when none was returned
+        self.api = api              # the API's short name, as in GcpSession (run, vpcaccess, sqladmin, …)
+
+
 class RemediationRefused(GoldenpathError):
     """A safety rule forbids this remediation; nothing was changed."""
 

@@ -141,6 +141,9 @@ class ApiCall:
     resource: str
     seconds: float
     outcome: str  # "ok" or the error
+    # The transient errors the call met (e.g. "503 UNAVAILABLE"), oldest first: each was retried, but
+    # for the last one when the call failed with it.
+    retried: tuple[str, ...] = ()
 
 
 # ---- Phase 2 ------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ class Compute:
     def certificate(self, name: str) -> CertificateState:
         project = self.session.target.project
         with self.session.call(self.API, "sslCertificates.get", f"projects/{project}/global/sslCertificates/{name}"):
-            msg = self._certificates.get(project=project, ssl_certificate=name, retry=self.session.read_retry(),
-                                         timeout=self.session.target.timeouts.api_seconds)
+            msg = self._certificates.get(project=project, ssl_certificate=name,
+                                         retry=self.session.read_retry(), timeout=None)
         raw = json.loads(type(msg).to_json(msg, use_integers_for_enums=False,
                                            always_print_fields_with_no_presence=False, indent=None))
         expire = raw.get("expireTime")

@@ -35,8 +35,7 @@ class Dashboards:
 
         with self.session.call(self.API, "dashboards.get", name):
             try:
-                return to_json(self._client.get_dashboard(name=name, retry=self.session.read_retry(),
-                                                          timeout=self._timeout))
+                return to_json(self._client.get_dashboard(name=name, retry=self.session.read_retry(), timeout=None))
             except NotFound:
                 return None
 
@@ -48,7 +47,7 @@ class Dashboards:
         with self.session.call(self.API, "dashboards.create(validate_only)", dashboard["name"]):
             self._client.create_dashboard(request=v1.CreateDashboardRequest(
                 parent=parent, dashboard=message, validate_only=True), timeout=self._timeout)
-        with self.session.call(self.API, "dashboards.create", dashboard["name"]):
+        with self.session.call(self.API, "dashboards.create", dashboard["name"], write=True):
             return to_json(self._client.create_dashboard(request=v1.CreateDashboardRequest(
                 parent=parent, dashboard=message), timeout=self._timeout))
 
@@ -59,10 +58,10 @@ class Dashboards:
         with self.session.call(self.API, "dashboards.patch(validate_only)", dashboard["name"]):
             self._client.update_dashboard(request=v1.UpdateDashboardRequest(dashboard=message, validate_only=True),
                                           timeout=self._timeout)
-        with self.session.call(self.API, "dashboards.patch", dashboard["name"]):
+        with self.session.call(self.API, "dashboards.patch", dashboard["name"], write=True):
             return to_json(self._client.update_dashboard(request=v1.UpdateDashboardRequest(dashboard=message),
                                                          timeout=self._timeout))
 
     def delete(self, name: str) -> None:
-        with self.session.call(self.API, "dashboards.delete", name):
+        with self.session.call(self.API, "dashboards.delete", name, write=True):
             self._client.delete_dashboard(name=name, timeout=self._timeout)

@@ -5,7 +5,7 @@ the endpoint override. Reads are capped: a criterion only needs to know "at leas
 
 Every call gets the target's ``timeouts.api_seconds`` (the JSON transport's own default is 60 s),
 and every read a retry with backoff within that time (api_core's, on transient errors: 429, 500,
-503). ``entries.list`` is metered: "Number of entries.list requests — 60 per minute, per Google
+503, 504 and the network's). ``entries.list`` is metered: "Number of entries.list requests — 60 per minute, per Google
 Cloud project" (https://cloud.google.com/logging/quotas#api-limits), and a page may come back empty
 with a nextPageToken while the search goes on (logging.v2.json, ListLogEntriesResponse). The
 client's iterator follows such pages; each read stops at what its criterion needs (``max_results``)
@@ -88,9 +88,10 @@ class CloudLogging:
         return client
 
     def _bounded(self, api_request: Callable[..., Any]) -> Callable[..., Any]:
-        """``api_request`` within the target's api_seconds per call, each attempt given the time
-        left; reads (GET, and entries.list) retried with backoff within that time. Writes are not
-        retried: a metric created by an attempt that timed out would make the next one a conflict."""
+        """``api_request`` within the target's api_seconds per call: reads (GET, and entries.list)
+        retried with backoff within that time as every read is (GcpSession.read_retry: 429, 500, 503,
+        504, lost connections, timeouts), each attempt given the time left. Writes are sent once: a
+        metric created by an attempt that timed out would make the next one a conflict."""
         seconds = self.session.target.timeouts.api_seconds
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -99,12 +100,10 @@ class CloudLogging:
                 self._pages.count += 1
                 if self._pages.count > self._pages.limit:
                     raise TooManyPages()
-            deadline = time.monotonic() + seconds
-
-            def attempt() -> Any:
-                return api_request(*args, **{**kwargs, "timeout": max(0.1, deadline - time.monotonic())})
-
-            return self.session.read_retry()(attempt)() if read else attempt()
+            kwargs.pop("timeout", None)
+            if read:
+                return self.session.read_retry()(api_request)(*args, **kwargs)
+            return api_request(*args, timeout=seconds, **kwargs)
 
         return call
 
@@ -244,7 +243,7 @@ class CloudLogging:
 
     def create_metric(self, metric: dict[str, Any]) -> dict[str, Any]:
         project = self.session.target.project
-        with self.session.call(self.API, "metrics.create", f"projects/{project}/metrics/{metric['name']}"):
+        with self.session.call(self.API, "metrics.create", f"projects/{project}/metrics/{metric['name']}", write=True):
             self._client.metrics_api.metric_create(project, metric["name"], metric["filter"],
                                                    metric.get("description", ""))
         return self.get_metric(metric["name"]) or {}
@@ -252,13 +251,13 @@ class CloudLogging:
     def update_metric(self, metric: dict[str, Any]) -> dict[str, Any]:
         """Replace the metric's filter and description (the API's update is a PUT of the whole metric)."""
         project = self.session.target.project
-        with self.session.call(self.API, "metrics.update", f"projects/{project}/metrics/{metric['name']}"):
+        with self.session.call(self.API, "metrics.update", f"projects/{project}/metrics/{metric['name']}", write=True):
             return dict(self._client.metrics_api.metric_update(project, metric["name"], metric["filter"],
                                                                metric.get("description", "")))
 
     def delete_metric(self, name: str) -> None:
         project = self.session.target.project
-        with self.session.call(self.API, "metrics.delete", f"projects/{project}/metrics/{name}"):
+        with self.session.call(self.API, "metrics.delete", f"projects/{project}/metrics/{name}", write=True):
             self._client.metrics_api.metric_delete(project, name)
 
 

@@ -66,13 +66,13 @@ class Monitoring:
         """Every alert policy of the project, as REST JSON."""
         with self.session.call(self.API, "alertPolicies.list", self._project):
             pager = self._policies.list_alert_policies(name=self._project, retry=self.session.read_retry(),
-                                                       timeout=self.session.target.timeouts.api_seconds)
+                                                       timeout=None)
             return tuple(to_json(p) for p in pager)
 
     def notification_channels(self) -> tuple[dict[str, Any], ...]:
         with self.session.call(self.API, "notificationChannels.list", self._project):
             pager = self._channels.list_notification_channels(name=self._project, retry=self.session.read_retry(),
-                                                              timeout=self.session.target.timeouts.api_seconds)
+                                                              timeout=None)
             return tuple(to_json(c) for c in pager)
 
     def get_alert_policy(self, name: str) -> dict[str, Any] | None:
@@ -81,7 +81,7 @@ class Monitoring:
         with self.session.call(self.API, "alertPolicies.get", name):
             try:
                 return to_json(self._policies.get_alert_policy(name=name, retry=self.session.read_retry(),
-                                                               timeout=self.session.target.timeouts.api_seconds))
+                                                               timeout=None))
             except NotFound:
                 return None
 
@@ -129,7 +129,7 @@ class Monitoring:
             predicate=metric_not_yet_usable, initial=BACKOFF_INITIAL_SECONDS / clock_scale, multiplier=1.5,
             maximum=longest, timeout=max(0.0, wait_for_metrics) + longest,
             on_error=lambda exc: refused.append(_refusal(exc)))
-        with self.session.call(self.API, method, resource):
+        with self.session.call(self.API, method, resource, write=True):
             try:
                 return to_json(call(policy))
             except gexc.RetryError as exc:
@@ -139,7 +139,7 @@ class Monitoring:
                                    f"reads is not usable yet (last: {_refusal(last)})", len(refused)) from exc
 
     def delete_alert_policy(self, name: str) -> None:
-        with self.session.call(self.API, "alertPolicies.delete", name):
+        with self.session.call(self.API, "alertPolicies.delete", name, write=True):
             self._policies.delete_alert_policy(name=name, timeout=self.session.target.timeouts.api_seconds)
 
     # ---- metrics -------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ class Monitoring:
                 request=monitoring_v3.ListTimeSeriesRequest(
                     name=self._project, filter=flt, interval=interval, aggregation=aggregation,
                     view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL),
-                retry=self.session.read_retry(), timeout=self.session.target.timeouts.api_seconds)
+                retry=self.session.read_retry(), timeout=None)
             series = list(pager)
         if len(series) > 1:  # grouped by the instance: one series, or none when nothing is reported
             raise ValueError(f"Cloud Monitoring returned {len(series)} series for one instance ({flt}); "
@@ -237,7 +237,7 @@ class Monitoring:
                 request=monitoring_v3.ListTimeSeriesRequest(
                     name=self._project, filter=flt, interval=interval,
                     view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL),
-                retry=self.session.read_retry(), timeout=self.session.target.timeouts.api_seconds)
+                retry=self.session.read_retry(), timeout=None)
             series = list(pager)
         out = []
         for ts in series:

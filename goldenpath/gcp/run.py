@@ -12,12 +12,13 @@ never carries the name of the revision it was read from (Cloud Run would refuse 
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Sequence
 
-from goldenpath.errors import CheckError
-from goldenpath.gcp.session import GcpSession, to_json
+from goldenpath.errors import CheckError, OutcomeUnknown
+from goldenpath.gcp.session import AttemptWatch, GcpSession, describe_error, to_json
 from goldenpath.observations import RevisionState, ServiceState, TrafficShare
 
 READY = "CONDITION_SUCCEEDED"
@@ -65,8 +66,7 @@ class CloudRun:
     def _get_service_message(self, name: str) -> Any:
         path = self.service_path(name)
         with self.session.call(self.API, "services.get", path):
-            return self._services.get_service(name=path, retry=self.session.read_retry(),
-                                              timeout=self.session.target.timeouts.api_seconds)
+            return self._services.get_service(name=path, retry=self.session.read_retry(), timeout=None)
 
     def get_service(self, name: str) -> ServiceState:
         return self._state(self._get_service_message(name))
@@ -74,8 +74,7 @@ class CloudRun:
     def list_revisions(self, service: str) -> tuple[RevisionState, ...]:
         path = self.service_path(service)
         with self.session.call(self.API, "revisions.list", path):
-            pager = self._revisions.list_revisions(parent=path, retry=self.session.read_retry(),
-                                                   timeout=self.session.target.timeouts.api_seconds)
+            pager = self._revisions.list_revisions(parent=path, retry=self.session.read_retry(), timeout=None)
             revs = list(pager)
         return tuple(self._revision_state(r) for r in revs)
 
@@ -158,11 +157,38 @@ class CloudRun:
         with self.session.call(self.API, "services.patch(validate_only)", path):
             self._services.update_service(request=v2.UpdateServiceRequest(service=msg, validate_only=True),
                                           timeout=timeout).result(timeout=timeout)
-        with self.session.call(self.API, "services.patch", path):
+        with self.session.call(self.API, "services.patch", path, write=True):
             op = self._services.update_service(request=v2.UpdateServiceRequest(service=msg), timeout=timeout)
-        with self.session.call(self.API, "operations.wait", op.operation.name):
-            done = op.result(timeout=self.session.target.timeouts.operation_seconds, polling=self.session.polling())
-        return self._state(done)
+        return self._state(self._wait(op, f"updating service {service}"))
+
+    def _wait(self, op: Any, what: str) -> Any:
+        """The operation's result, polled with backoff within ``operation_seconds``; its journal hook
+        called first. Each poll (operations.get) is retried on transient errors until that deadline
+        (api_core's Operation.result: ``retry`` retries the refresh call, ``polling`` paces the polls);
+        a wait that ends without the outcome raises OutcomeUnknown with the real time waited."""
+        import concurrent.futures
+
+        from google.api_core import exceptions as gexc
+
+        name = op.operation.name
+        self.session.operation_started(self.API, name)
+        seconds = self.session.target.timeouts.operation_seconds
+        watch = AttemptWatch()
+        retry = self.session.poll_retry(watch, ends_at=time.monotonic() + seconds)
+        with self.session.call(self.API, "operations.wait", name):
+            try:
+                return op.result(timeout=seconds, retry=retry, polling=self.session.polling())
+            except concurrent.futures.TimeoutError:
+                # api_core says "did not complete within the designated timeout" for its own
+                # RetryErrors too (a poll that kept failing): say what really happened.
+                raise self.session.unfinished(self.API, name, what, watch) from None
+            except gexc.GoogleAPICallError as exc:
+                if watch.last_error is not None:  # the poll itself refused (403, 404): outcome unknown
+                    raise OutcomeUnknown(
+                        f"{what}: {self.API} operations.get on {name} answered {describe_error(exc)}: {exc.message}. "
+                        "The change was accepted and may have completed: read the service before running again.",
+                        operation=name, api=self.API) from exc
+                raise  # the operation finished with an error: the change was refused
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -185,8 +211,7 @@ class CloudRun:
     def get_revision_etag(self, service: str, revision: str) -> str:
         path = f"{self.service_path(service)}/revisions/{revision}"
         with self.session.call(self.API, "revisions.get", path):
-            rev = self._revisions.get_revision(name=path, retry=self.session.read_retry(),
-                                               timeout=self.session.target.timeouts.api_seconds)
+            rev = self._revisions.get_revision(name=path, retry=self.session.read_retry(), timeout=None)
         return str(rev.etag)
 
     def delete_revision(self, service: str, revision: str) -> str:
@@ -199,12 +224,11 @@ class CloudRun:
             self._revisions.delete_revision(
                 request=self._v2.DeleteRevisionRequest(name=path, validate_only=True, etag=etag), timeout=timeout
             ).result(timeout=timeout)
-        with self.session.call(self.API, "revisions.delete", path):
+        with self.session.call(self.API, "revisions.delete", path, write=True):
             op = self._revisions.delete_revision(request=self._v2.DeleteRevisionRequest(name=path, etag=etag),
                                                  timeout=timeout)
-        with self.session.call(self.API, "operations.wait", op.operation.name):
-            op.result(timeout=self.session.target.timeouts.operation_seconds, polling=self.session.polling())
-        return op.operation.name
+        self._wait(op, f"deleting revision {revision}")
+        return str(op.operation.name)
 
 
 def with_tags(shares: Sequence[tuple[str, int]], current: Sequence[Any], v2: Any) -> list[Any]:

@@ -6,6 +6,7 @@ message names the API, the resource and what to do, instead of a transport trace
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from functools import cached_property
 from typing import Any, Callable, Iterator
 
 from goldenpath.config import Target
-from goldenpath.errors import CheckError, ConfigError, NotYetUsable
+from goldenpath.errors import CheckError, ConfigError, GoldenpathError, NotYetUsable, OutcomeUnknown
 from goldenpath.observations import ApiCall
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
@@ -50,11 +51,20 @@ class NotDone(Exception):
     """An operation still running: the polling retry's signal to look again later."""
 
 
+class Unread(Exception):
+    """A poll whose read failed transiently: the polling retry's signal to look again later."""
+
+
 class GcpSession:
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, on_operation: Callable[[str, str], None] | None = None) -> None:
         self.target = target
         self.calls: list[ApiCall] = []
         self._lock = threading.Lock()
+        self._current = threading.local()  # the transient errors retried within this thread's call
+        # Called with (api, operation name) as soon as a write's long-running operation is known,
+        # before it is waited on: the remediation journal records it (a crash or a lost poll then
+        # still leaves the operation to look at). None: nobody listens.
+        self.on_operation = on_operation
 
     @cached_property
     def credentials(self) -> Any:
@@ -87,12 +97,13 @@ class GcpSession:
         return {"api_endpoint": endpoint} if endpoint else {}
 
     def read_retry(self) -> Any:
-        """Retry transient errors on reads with backoff, bounded by the API timeout."""
-        from google.api_core import retry
-
+        """How every read is retried: transient errors (429, 500, 503, 504/DEADLINE_EXCEEDED, lost
+        connections, timeouts) with backoff, within the target's ``api_seconds`` in all, each attempt
+        given the time left as its timeout. Pass it with ``timeout=None`` to a client method: a float
+        timeout there would be applied by api_core per attempt on top of this one."""
         t = self.target.timeouts.api_seconds
-        return retry.Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=t,
-                           predicate=retry.if_transient_error)
+        return BoundedRetry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=t, predicate=transient,
+                            on_error=self._note_retry)
 
     def polling(self) -> Any:
         """Polling for long-running operations: quick first polls, then backing off."""
@@ -103,57 +114,118 @@ class GcpSession:
                            timeout=self.target.timeouts.operation_seconds,
                            predicate=polling.POLLING_PREDICATE)
 
-    def wait(self, poll: Callable[[], Any], done: Callable[[Any], bool], what: str) -> Any:
+    def poll_retry(self, watch: "AttemptWatch", ends_at: float) -> "BoundedRetry":
+        """How one poll of an operation (its operations.get) is retried: transient errors with
+        backoff until the operation's own deadline ``ends_at`` (a 503 on operations.get says nothing
+        about the operation), each attempt within ``api_seconds``; ``watch`` sees every attempt."""
+        return BoundedRetry(initial=0.2, maximum=5.0, multiplier=2.0, timeout=None, predicate=transient,
+                            ends_at=ends_at, attempt_seconds=self.target.timeouts.api_seconds, watch=watch)
+
+    def operation_started(self, api: str, operation: str) -> None:
+        """A write's long-running operation is known: tell whoever journals writes (the lead's
+        remediation runner sets ``on_operation``) before waiting on it."""
+        if self.on_operation is not None and operation:
+            self.on_operation(api, operation)
+
+    def wait(self, poll: Callable[[], Any], done: Callable[[Any], bool], what: str, *,
+             api: str = "", operation: str = "") -> Any:
         """Poll ``poll()`` until ``done(result)``, backing off (api_core's Retry), within the
-        operation timeout. For operations that are not google.longrunning futures."""
+        operation timeout. For operations that are not google.longrunning futures. A poll that fails
+        transiently (its read already retried within api_seconds) is polled again, not the end of
+        the wait; a wait that ends without an answer raises :class:`OutcomeUnknown`."""
         from google.api_core import exceptions as gexc
         from google.api_core import retry
 
+        watch = AttemptWatch()
+
         def once() -> Any:
-            result = poll()
+            try:
+                result = poll()
+            except CheckError as exc:
+                watch.failed(exc)
+                if transient(root_cause(exc)):
+                    raise Unread(what) from exc
+                raise
+            watch.succeeded()
             if not done(result):
                 raise NotDone(what)
             return result
 
         policy = retry.Retry(initial=0.1, maximum=5.0, multiplier=1.5,
                              timeout=self.target.timeouts.operation_seconds,
-                             predicate=retry.if_exception_type(NotDone))
+                             predicate=retry.if_exception_type(NotDone, Unread))
         try:
             return policy(once)()
         except gexc.RetryError:
-            raise CheckError(
-                f"{what} did not finish within {self.target.timeouts.operation_seconds:g} s. It may still "
-                "complete: check it in the console before running again."
-            ) from None
+            raise self.unfinished(api, operation, what, watch) from None
+        except CheckError as exc:
+            # A poll refused for good (403, 404): the write was accepted, its outcome is not known.
+            if isinstance(exc, OutcomeUnknown):
+                raise
+            raise OutcomeUnknown(f"{what}: {exc} The operation {operation or '(unnamed)'} was started and may "
+                                 "have completed: read the resource before running again.",
+                                 operation=operation, api=api) from exc
+
+    def unfinished(self, api: str, operation: str, what: str, watch: "AttemptWatch") -> OutcomeUnknown:
+        """The message for a wait on ``operation`` that ended without its outcome: the time really
+        waited, and whether the operation was still running or its state could not be read."""
+        from google.api_core import exceptions as gexc
+
+        waited = watch.elapsed()
+        op = operation or "(unnamed)"
+        if watch.failing_since is not None:
+            unread = time.monotonic() - watch.failing_since
+            last = root_cause(watch.last_error)
+            answer = (f"answered {describe_error(last)}" if isinstance(last, gexc.GoogleAPICallError)
+                      else f"failed: {describe_error(last)}{'; it timed out' if _is_timeout(last) else ''}")
+            return OutcomeUnknown(
+                f"{what}: the operation {op}'s state could not be read for {_seconds(unread)} s ({api} operations.get "
+                f"{answer}); it may have completed. Read the resource to see whether the change landed before "
+                "running again.", operation=operation, api=api)
+        return OutcomeUnknown(
+            f"{what}: the operation {op} had not finished after {_seconds(waited)} s (timeouts.operation_seconds = "
+            f"{self.target.timeouts.operation_seconds:g}). It may still complete: check it in the console before "
+            "running again.", operation=operation, api=api)
 
     def discovery(self, api: str, name: str, version: str) -> Any:
         """Google's discovery-based client for ``name`` ``version``, built from the discovery document
-        google-api-python-client ships (no fetch at run time), with the target's endpoint, credentials
-        and timeout. For the REST APIs whose generated Python client lacks a method or a REST
-        transport (Serverless VPC Access, Cloud SQL Admin)."""
-        import google_auth_httplib2
-        import httplib2
+        google-api-python-client ships (no fetch at run time), with the target's endpoint and
+        credentials. For the REST APIs whose generated Python client lacks a method or a REST
+        transport (Serverless VPC Access, Cloud SQL Admin). Requests go out through :meth:`execute`."""
         from googleapiclient import discovery, discovery_cache
 
         document = discovery_cache.get_static_doc(name, version)
         if document is None:
             raise ConfigError(f"google-api-python-client ships no discovery document {name}.{version}.json; "
                               "reinstall the locked dependencies (bin/bootstrap).")
-        # An http with the target's timeout on every call: the discovery client's default waits 60 s.
-        http = google_auth_httplib2.AuthorizedHttp(
-            self.credentials, http=httplib2.Http(timeout=self.target.timeouts.api_seconds))
-        return discovery.build_from_document(document, http=http,
+        return discovery.build_from_document(document, http=self._http(self.target.timeouts.api_seconds),
                                              client_options=self.client_options(api) or None)
+
+    def _http(self, seconds: float) -> Any:
+        """An authorized httplib2 Http whose requests time out after ``seconds`` (its default waits
+        60 s). A fresh one per attempt: an attempt then gets exactly the time it has left, and never
+        goes out on a keep-alive connection the server has closed meanwhile (httplib2 reuses an idle
+        connection without checking it, and the request fails with a broken pipe or a reset, which
+        for a write would leave its outcome unknown)."""
+        import google_auth_httplib2
+        import httplib2
+
+        return google_auth_httplib2.AuthorizedHttp(self.credentials, http=httplib2.Http(timeout=seconds))
 
     def execute(self, api: str, method: str, resource: str, request: Any) -> dict[str, Any]:
         """Run one discovery-client request, recorded and explained like every other call. Reads are
-        retried on transient errors; writes never (a retried create, delete or patch is not safe)."""
-        retries = 2 if request.method == "GET" else 0
-        if not retries:
-            _drop_idle_connections(request.http)
-        with self.call(api, method, resource):
-            result: dict[str, Any] = request.execute(num_retries=retries)
-        return result
+        retried as :meth:`read_retry` says; writes never (a retried create, delete or patch is not
+        safe: the lead reconciles first), and sent once within ``api_seconds``."""
+        read = request.method == "GET"
+
+        def attempt(timeout: float) -> dict[str, Any]:
+            result: dict[str, Any] = request.execute(http=self._http(timeout), num_retries=0)
+            return result
+
+        with self.call(api, method, resource, write=not read):
+            if read:
+                return self.read_retry()(attempt)()  # type: ignore[no-any-return]
+            return attempt(self.target.timeouts.api_seconds)
 
     def grpc_transport(self, api: str, transport_cls: Any) -> Any:
         """A gRPC transport for the gRPC-only clients: plaintext to an http:// loopback endpoint (the
@@ -168,78 +240,272 @@ class GcpSession:
         return transport_cls(credentials=self.credentials, host=host)
 
     @contextmanager
-    def call(self, api: str, method: str, resource: str) -> Iterator[None]:
-        """Record one API call and translate its failure into an operator's message."""
+    def call(self, api: str, method: str, resource: str, *, write: bool = False) -> Iterator[None]:
+        """Record one API call and translate its failure into an operator's message. ``write``: the
+        call changes something, so a failure that does not say it was refused (a 5xx, a timeout, a
+        lost connection) is :class:`OutcomeUnknown`."""
         t0 = time.perf_counter()
         outcome = "ok"
+        outer = getattr(self._current, "retried", None)
+        retried: list[str] = []
+        self._current.retried = retried
         try:
             yield
-        except ConfigError:
-            outcome = "no credentials"
-            raise
-        except NotYetUsable:
-            outcome = "not yet usable"
+        except GoldenpathError as exc:  # already an operator's message (a nested call's, a refusal)
+            outcome = {ConfigError: "no credentials", NotYetUsable: "not yet usable"}.get(type(exc), type(exc).__name__)
             raise
         except Exception as exc:
             outcome = f"{type(exc).__name__}"
-            raise self._explain(api, method, resource, exc) from exc
+            raise self._explain(api, method, resource, exc, time.perf_counter() - t0, write) from exc
         finally:
+            self._current.retried = outer
             with self._lock:
-                self.calls.append(ApiCall(api, method, resource, time.perf_counter() - t0, outcome))
+                self.calls.append(ApiCall(api, method, resource, time.perf_counter() - t0, outcome, tuple(retried)))
 
-    def _explain(self, api: str, method: str, resource: str, exc: Exception) -> Exception:
+    def _note_retry(self, exc: Exception) -> None:
+        retried = getattr(self._current, "retried", None)
+        if retried is not None:
+            retried.append(describe_error(exc))
+
+    def _explain(self, api: str, method: str, resource: str, exc: Exception, seconds: float = 0.0,
+                 write: bool = False) -> Exception:
         from google.api_core import exceptions as gexc
 
         where = self.target.endpoint(api) or f"{api}.googleapis.com"
         twin_hint = (
             " The target is the twin: is it running (`python -m twin status`)?" if self.target.is_twin else ""
         )
-        exc = _from_discovery(exc)
-        if isinstance(exc, (gexc.PermissionDenied, gexc.Forbidden)):
+        retried = isinstance(exc, gexc.RetryError)
+        last = root_cause(exc)
+        seconds_text = _seconds(seconds)
+        after = (f", still after retrying for {seconds_text} s (timeouts.api_seconds = "
+                 f"{self.target.timeouts.api_seconds:g})") if retried else ""
+        if isinstance(last, (gexc.PermissionDenied, gexc.Forbidden)):
             read_role, write_role = ROLES.get(api, ("a viewer role", "an editor role"))
             return CheckError(
-                f"{api} {method} on {resource} was refused: {exc.message}. Grant the gate's identity "
+                f"{api} {method} on {resource} was refused: {api_message(last)}. Grant the gate's identity "
                 f"({self.identity}) {read_role} (read-only runs) or {write_role} (remediation) on "
                 f"project {self.target.project}."
             )
-        if isinstance(exc, (gexc.Unauthenticated, gexc.Unauthorized)) or type(exc).__name__ == "RefreshError":
+        if isinstance(last, (gexc.Unauthenticated, gexc.Unauthorized)) or type(last).__name__ == "RefreshError":
             return CheckError(
-                f"{api} {method} on {resource}: the credentials were rejected ({getattr(exc, 'message', exc)}). Refresh them "
+                f"{api} {method} on {resource}: the credentials were rejected ({getattr(last, 'message', last)}). Refresh them "
                 "with `gcloud auth application-default login` and run again."
             )
-        if isinstance(exc, gexc.NotFound):
+        if isinstance(last, gexc.NotFound):
             return CheckError(
-                f"{api} {method}: {resource} does not exist ({exc.message}). Check the names in "
+                f"{api} {method}: {resource} does not exist ({api_message(last)}). Check the names in "
                 f"targets.toml for target {self.target.name!r}."
             )
-        if isinstance(exc, gexc.GoogleAPICallError):
-            return CheckError(f"{api} {method} on {resource} failed: {exc.code} {exc.message}.{twin_hint}")
-        if isinstance(exc, gexc.RetryError) or "Connection" in type(exc).__name__ or isinstance(exc, OSError):
-            return CheckError(
-                f"Cannot reach the {api} API at {where} for {method} on {resource} "
-                f"({type(exc).__name__}: {str(exc)[:200]}). Check the network and the endpoint in "
-                f"targets.toml.{twin_hint}"
-            )
-        return CheckError(f"{api} {method} on {resource} failed unexpectedly: {type(exc).__name__}: {exc}")
+        unknown = write and ambiguous(last)
+        may_have = (" The request may have been applied: read the resource to see whether the change landed "
+                    "before running again.") if unknown else ""
+        if isinstance(last, gexc.GoogleAPICallError):
+            message = (f"{api} {method} on {resource} answered {describe_error(last)}: "
+                       f"{api_message(last).rstrip('.')}{after}.{may_have}")
+            return OutcomeUnknown(message, api=api) if unknown else CheckError(message)
+        if retried or _is_connection_error(last):
+            took = f"; it timed out after {seconds_text} s" if _is_timeout(last) else ""
+            message = (f"Cannot reach the {api} API at {where} for {method} on {resource} "
+                       f"({type(last).__name__}: {str(last)[:200]}{took}{after}).{may_have} Check the network and "
+                       f"the endpoint in targets.toml.{twin_hint}")
+            return OutcomeUnknown(message, api=api) if unknown else CheckError(message)
+        return CheckError(f"{api} {method} on {resource} failed unexpectedly: {type(last).__name__}: {last}")
 
 
-def _drop_idle_connections(http: Any) -> None:
-    """Close the keep-alive connections an httplib2 Http holds, so the next request opens a fresh one.
+# ---- what is transient, and how a retry is bounded ------------------------------------------------
 
-    httplib2 reuses an idle connection without checking whether the server closed it meanwhile (a
-    front end closes idle connections after a few seconds; the twin's uvicorn after 5 s), and the
-    request then fails with a broken pipe or a reset. A read is retried; a write is not (it might
-    have been applied), so it must not go out on a connection that may be dead."""
-    inner = getattr(http, "http", http)  # google_auth_httplib2.AuthorizedHttp wraps an httplib2.Http
-    for conn in list(getattr(inner, "connections", {}).values()):
-        conn.close()
+# The canonical status of an HTTP answer, where the exception does not carry it (REST 504 is
+# GatewayTimeout without a gRPC code); as Google's REST front end maps them
+# (https://cloud.google.com/apis/design/errors#handling_errors).
+STATUS_FOR_HTTP = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                   409: "ABORTED", 412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+                   500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+# An attempt gets at least this long: a deadline already reached still lets the call be made once.
+MIN_ATTEMPT_SECONDS = 0.5
+
+
+def _seconds(value: float) -> str:
+    """A duration as an operator reads it: tenths below 10 s, whole seconds above."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def root_cause(exc: BaseException | None) -> BaseException | None:
+    """The error an API or the network really answered: through our CheckError, api_core's
+    RetryError (its last attempt's error) and googleapiclient's HttpError (as api_core's class)."""
+    from google.api_core import exceptions as gexc
+
+    seen = 0
+    while exc is not None and seen < 10:
+        seen += 1
+        if isinstance(exc, CheckError) and exc.__cause__ is not None:
+            exc = exc.__cause__
+        elif isinstance(exc, gexc.RetryError) and exc.cause is not None:
+            exc = exc.cause
+        else:
+            break
+    return _from_discovery(exc) if isinstance(exc, Exception) else exc
+
+
+def _is_timeout(exc: BaseException | None) -> bool:
+    import requests
+
+    return isinstance(exc, (TimeoutError, requests.exceptions.Timeout)) or type(exc).__name__ in (
+        "DeadlineExceeded", "ReadTimeout", "ConnectTimeout")
+
+
+def _is_connection_error(exc: BaseException | None) -> bool:
+    import requests
+    from google.auth import exceptions as auth_exceptions
+
+    return isinstance(exc, (OSError, requests.exceptions.RequestException, auth_exceptions.TransportError)) or \
+        "Connection" in type(exc).__name__
+
+
+def transient(exc: BaseException | None) -> bool:
+    """Worth trying again: 429 RESOURCE_EXHAUSTED, 500 INTERNAL, 503 UNAVAILABLE, 504 / gRPC
+    DEADLINE_EXCEEDED, and the network failing (refused or reset connections, timeouts). api_core's
+    own ``if_transient_error`` leaves out 504/DEADLINE_EXCEEDED and timeouts (``retry_base.py``)."""
+    from google.api_core import exceptions as gexc
+
+    exc = _from_discovery(exc) if isinstance(exc, Exception) else exc
+    if isinstance(exc, (gexc.TooManyRequests, gexc.InternalServerError, gexc.ServiceUnavailable,
+                        gexc.GatewayTimeout)):  # GatewayTimeout: REST 504, and DeadlineExceeded (gRPC)
+        return True
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return False
+    return _is_connection_error(exc) or _is_timeout(exc)
+
+
+def ambiguous(exc: BaseException | None) -> bool:
+    """A write that failed so may still have been applied: the server failed or did not answer in
+    time (500, 503, 504/DEADLINE_EXCEEDED) or the connection failed or timed out. A 429 or another 4xx
+    is a refusal: nothing was applied."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.TooManyRequests):
+        return False
+    return transient(exc)
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """``503 UNAVAILABLE`` for an API's answer, the exception's type for the network's."""
+    from google.api_core import exceptions as gexc
+
+    exc = _from_discovery(exc) if isinstance(exc, Exception) else exc
+    if isinstance(exc, gexc.GoogleAPICallError):
+        code = exc.code
+        status = getattr(exc, "status_name", None) or _rest_status(exc)
+        if not status and exc.grpc_status_code is not None:
+            status = exc.grpc_status_code.name
+        return f"{code} {status or STATUS_FOR_HTTP.get(int(code or 0), '')}".strip()
+    return type(exc).__name__
+
+
+def api_message(exc: Any) -> str:
+    """What the API said: a REST error body's ``error.message`` (api_core's own message prefixes the
+    method and URL), else the exception's message."""
+    response = getattr(exc, "response", None)
+    try:
+        message = response.json()["error"]["message"]  # type: ignore[union-attr]
+    except Exception:
+        message = None
+    return message if isinstance(message, str) and message else str(getattr(exc, "message", exc))
+
+
+def _rest_status(exc: Any) -> str:
+    """The ``error.status`` of a REST error body (requests.Response), when there is one."""
+    response = getattr(exc, "response", None)
+    try:
+        status = response.json()["error"]["status"]  # type: ignore[union-attr]
+    except Exception:
+        return ""
+    return status if isinstance(status, str) else ""
+
+
+class AttemptWatch:
+    """What the attempts of a poll did: when the current run of failures began, the last error."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.failing_since: float | None = None
+        self.last_error: BaseException | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.last_error = exc
+
+    def succeeded(self) -> None:
+        self.failing_since, self.last_error = None, None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class BoundedRetry:
+    """api_core's Retry (``google.api_core.retry.Retry``), with each attempt given as its
+    ``timeout`` keyword the time left before the retry's deadline (at most ``attempt_seconds``).
+
+    api_core's own per-attempt timeout (``TimeToDeadlineTimeout``, what a float ``timeout=`` becomes)
+    goes back to the whole timeout once less than a second is left, so the last attempt may run a
+    full ``api_seconds`` past the deadline; and an operation's poll takes no timeout at all. This
+    one never outlives the deadline by more than MIN_ATTEMPT_SECONDS. ``ends_at`` (time.monotonic)
+    fixes the deadline in advance (an operation's polls share one); otherwise it is ``timeout``
+    from the first attempt. ``watch`` sees every attempt's outcome."""
+
+    def __init__(self, *, predicate: Callable[[Exception], bool], initial: float, maximum: float,
+                 multiplier: float, timeout: float | None, ends_at: float | None = None,
+                 attempt_seconds: float | None = None, on_error: Callable[[Exception], Any] | None = None,
+                 watch: AttemptWatch | None = None) -> None:
+        self.predicate, self.initial, self.maximum, self.multiplier = predicate, initial, maximum, multiplier
+        self.timeout, self.ends_at, self.attempt_seconds = timeout, ends_at, attempt_seconds
+        self.on_error, self.watch = on_error, watch
+
+    def __call__(self, func: Callable[..., Any],
+                 on_error: Callable[[Exception], Any] | None = None) -> Callable[..., Any]:
+        from google.api_core import retry
+
+        @functools.wraps(func)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            ends_at = self.ends_at if self.ends_at is not None else time.monotonic() + (self.timeout or 0.0)
+            watch = self.watch
+
+            def attempt() -> Any:
+                left = ends_at - time.monotonic()
+                if self.attempt_seconds is not None:
+                    left = min(left, self.attempt_seconds)
+                try:
+                    result = func(*args, **{**kwargs, "timeout": max(MIN_ATTEMPT_SECONDS, left)})
+                except Exception as exc:
+                    if watch is not None:
+                        watch.failed(exc)
+                    raise
+                if watch is not None:
+                    watch.succeeded()
+                return result
+
+            policy = retry.Retry(predicate=self.predicate, initial=self.initial, maximum=self.maximum,
+                                 multiplier=self.multiplier, timeout=max(0.0, ends_at - time.monotonic()),
+                                 on_error=self.on_error or on_error)
+            return policy(attempt)()
+
+        return wrapped
 
 
 def _from_discovery(exc: Exception) -> Exception:
     """The discovery-based client raises googleapiclient's HttpError: map it to api_core's classes
-    so it is explained like every other API's error."""
+    so it is explained like every other API's error (the REST body's status kept as status_name)."""
     if type(exc).__name__ != "HttpError" or not hasattr(exc, "status_code"):
         return exc
+    import json
+
     from google.api_core import exceptions as gexc
 
-    return gexc.from_http_status(exc.status_code, getattr(exc, "reason", "") or str(exc))
+    mapped = gexc.from_http_status(exc.status_code, getattr(exc, "reason", "") or str(exc))
+    try:
+        status = json.loads(getattr(exc, "content", b"") or b"{}").get("error", {}).get("status", "")
+    except (ValueError, AttributeError):
+        status = ""
+    mapped.status_name = status if isinstance(status, str) else ""  # type: ignore[attr-defined]
+    return mapped

@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Sequence
 
-from goldenpath.errors import CheckError
+from goldenpath.errors import CheckError, OutcomeUnknown
 from goldenpath.gcp.session import GcpSession
 from goldenpath.observations import SqlInstanceState
 
@@ -72,6 +72,7 @@ class CloudSql:
                     "gate again so it re-reads the flags and merges into the current ones."
                 ) from exc.__cause__
             raise
+        self.session.operation_started(self.API, str(op.get("name", "")))
         done = self._wait(op, f"patching {instance} (the instance restarts)")
         seconds = elapsed(done)
         took = f" after {seconds:.1f} s" if seconds is not None else ""
@@ -83,6 +84,8 @@ class CloudSql:
         return FlagsPatched(self.get(instance), str(done.get("name", "")), seconds)
 
     def _wait(self, op: dict[str, Any], what: str) -> dict[str, Any]:
+        if op.get("status") == "DONE":  # a patch that needs no restart may answer DONE at once
+            return op
         last = [op]
 
         def poll() -> dict[str, Any]:
@@ -93,11 +96,14 @@ class CloudSql:
             return last[0]
 
         try:
-            return self.session.wait(poll, lambda o: o.get("status") == "DONE", what)
-        except CheckError as exc:
+            return self.session.wait(poll, lambda o: o.get("status") == "DONE", what, api=self.API,
+                                     operation=str(op.get("name", "")))
+        except OutcomeUnknown as exc:
             seen = last[0]
-            raise CheckError(f"{exc} Operation {seen.get('name')} was {seen.get('status', 'unknown')} "
-                             f"(started {seen.get('startTime') or seen.get('insertTime') or 'at an unknown time'}).") from None
+            raise OutcomeUnknown(
+                f"{exc} Operation {seen.get('name')} was last read as {seen.get('status', 'unknown')} (started "
+                f"{seen.get('startTime') or seen.get('insertTime') or 'at an unknown time'}).",
+                operation=exc.operation, api=exc.api) from exc.__cause__
 
 
 def _time(value: Any) -> datetime | None:

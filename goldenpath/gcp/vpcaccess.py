@@ -43,8 +43,11 @@ class VpcAccess:
 
     def _wait(self, op: dict[str, Any], what: str) -> dict[str, Any]:
         ops = self._connectors.operations()
-        done = self.session.wait(lambda: self._execute("operations.get", op["name"], ops.get(name=op["name"])),
-                                 lambda o: bool(o.get("done")), what)
+        name = str(op.get("name", ""))
+        self.session.operation_started(self.API, name)
+        done = op if op.get("done") else self.session.wait(
+            lambda: self._execute("operations.get", name, ops.get(name=name)),
+            lambda o: bool(o.get("done")), what, api=self.API, operation=name)
         if done.get("error"):
             raise CheckError(f"{what} failed: {done['error'].get('message', done['error'])}")
         return done
