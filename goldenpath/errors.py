@@ -71,3 +71,26 @@ def transient(exc: BaseException) -> bool:
             return True
         cur = cur.__cause__ or cur.__context__
     return False
+
+
+def unprocessed(exc: BaseException) -> bool:
+    """Whether ``exc`` says the request was refused before it was processed, so that even a request
+    that is not idempotent may be sent again: 429 RESOURCE_EXHAUSTED and 503 UNAVAILABLE (AIP-194
+    retries UNAVAILABLE; Google's own non-idempotent retry predicate, Workflows'
+    ``http.default_retry_predicate_non_idempotent``, retries 429 and 503). A timeout, a 504 or a 500
+    says nothing of the kind: the request may have been carried out."""
+    cur: BaseException | None = exc
+    seen: set[int] = set()
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        code = getattr(cur, "code", None)
+        if callable(code):
+            try:
+                code = code()
+            except Exception:
+                code = None
+        if code in (429, 503) or getattr(code, "name", None) in ("RESOURCE_EXHAUSTED", "UNAVAILABLE") \
+                or getattr(cur, "status_code", None) in (429, 503):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False

@@ -25,6 +25,10 @@ class Change:
     after_verification: bool = False  # only once the phase's criteria pass (e.g. deletions)
     expected_etag: str = ""   # the state it was planned from; applying refuses if it moved
     payload: dict[str, Any] = field(default_factory=dict)  # what the executor needs
+    # Sent twice, it does no harm: guarded (an etag, settingsVersion), named (a second create is 409
+    # ALREADY_EXISTS) or setting a value (an update). A create whose name the server picks is not:
+    # sent again after a lost answer, it makes a second one.
+    idempotent: bool = True
 
     @property
     def needs_consent(self) -> bool:

@@ -97,7 +97,7 @@ def _policies(target: Target, obs: Phase4Observation, defs: Definitions) -> list
                 phase=4, step=CREATE_POLICY, subject=pid, resource=f"projects/{p}/alertPolicies/(new: {pid})",
                 summary=f"create alert policy '{d['displayName']}'{note}",
                 before={}, after={**d, "notificationChannels": wanted},
-                reversible=True,
+                reversible=True, idempotent=False,  # the server names a new policy: a resend makes a second
                 gcloud=f"gcloud alpha monitoring policies create --policy-from-file={source} --project={p}",
                 why=(f"defined in {source} (the runbook's thresholds, corrected for the API: see the file); "
                      "rollback deletes the policy this run created"),

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Protocol
 
-from goldenpath.errors import GoldenpathError, NotYetUsable, transient
+from goldenpath.errors import GoldenpathError, NotYetUsable, transient, unprocessed
 from goldenpath.remediation.change import LANDED, NOT_LANDED, UNKNOWN, Change, Found
 from goldenpath.remediation.journal import Journal, change_fields
 from goldenpath.verdict import Status, Verdict
@@ -224,8 +224,9 @@ class Runner:
         A failed call is never taken at its word: the resource is read back (:meth:`_reconcile`).
         A change that landed counts as applied (verified, and rolled back if the phase fails); one
         that did not land after a transient error is tried again, at most ``WRITE_RETRIES`` times,
-        and only after that read (so it is never applied twice); one whose state is unknown stops
-        the phase and escalates."""
+        and only after that read (so it is never applied twice), and a change that is not
+        idempotent (a create the server names) only after an answer that says it was not processed
+        (429, 503); one whose state is unknown stops the phase and escalates."""
         executor = self.remedy.executor(change.step)
         self.journal.write("apply.before", change, spec=change_fields(change), before=change.before,
                            planned=change.after, payload=change.payload)
@@ -252,7 +253,8 @@ class Runner:
                     out.notes.append(f"{change.summary}: the call failed ({error}) but the change landed "
                                      f"(read back: {found.detail}); counted as applied")
                     return True
-                if found.state == NOT_LANDED and transient(exc) and attempt <= WRITE_RETRIES:
+                retry = transient(exc) if change.idempotent else unprocessed(exc)
+                if found.state == NOT_LANDED and retry and attempt <= WRITE_RETRIES:
                     delay = next(backoff)
                     self.journal.write("apply.retry", change, attempt=attempt + 1, after_seconds=delay)
                     time.sleep(delay)

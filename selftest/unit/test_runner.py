@@ -503,3 +503,20 @@ def test_the_guard_refuses_before_any_mutation(tmp_path: Path) -> None:
     j = journal(tmp_path)
     out = Runner(remedy, j, consent=True, rollback=True, guard=lambda: "held by run X").run("apply")
     assert out.refused == "held by run X" and remedy.applied == [] and not j.path.exists()
+
+
+class Unavailable(Exception):
+    code = 503  # as api_core's ServiceUnavailable carries it
+
+
+def test_a_create_the_server_names_is_resent_only_after_an_answer_that_says_it_was_not_processed(
+        tmp_path: Path, no_backoff: None) -> None:
+    from dataclasses import replace
+
+    create = replace(route("svc-a"), idempotent=False)
+    timed_out = FakeRemedy([create], [PASS], fail_on={"route svc-a"}, error=TimeoutError, fail_times=1)
+    out = run(timed_out, journal(tmp_path / "a"))
+    assert timed_out.applied == ["route svc-a"] and out.applied == []  # a timeout may have made one: no resend
+    refused = FakeRemedy([create], [PASS], fail_on={"route svc-a"}, error=Unavailable, fail_times=1)
+    out = run(refused, journal(tmp_path / "b"))
+    assert refused.applied == ["route svc-a"] * 2 and [c.summary for c in out.applied] == ["route svc-a"]
