@@ -7,12 +7,14 @@ one :class:`~goldenpath.errors.ConfigError` paragraph that names the file, the k
 from __future__ import annotations
 
 import ipaddress
+import re
+import ssl
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from goldenpath.errors import ConfigError
 
@@ -32,8 +34,65 @@ GRPC_APIS = ("monitoring",)
 CONNECTOR_THROUGHPUT_MBPS = {"f1-micro": 50, "e2-micro": 100, "e2-standard-4": 1600}
 
 
+# The twin's shipped scenarios (twin/scenarios/NAME.toml): twin.scenario names one or gives a file.
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "twin" / "scenarios"
+
+# Google's resource-name rules, so a typo is refused here rather than as a 400/404 mid-run.
+# Compute resources (SSL certificates): RFC 1035, compute.v1.json SslCertificate.name.
+RFC1035 = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
+# Cloud Run serviceId (run.v2.json services.create): "must begin with letter, and cannot end with
+# hyphen; must contain fewer than 50 characters" (lowercase: Cloud Run names are DNS labels).
+RUN_SERVICE = re.compile(r"[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?")
+HOSTNAME = re.compile(r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.)*"
+                      r"[A-Za-z0-9](?:[-A-Za-z0-9]{0,61}[A-Za-z0-9])?")
+# An environment variable name as shells and os.environ take it (POSIX portable names).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _url(v: str, schemes: tuple[str, ...], what: str) -> str:
+    """``v`` must be an absolute URL of one of ``schemes`` with a host (``https:///health`` has none)."""
+    try:
+        parts = urlsplit(v)
+        port = parts.port  # raises ValueError on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"{what} {v!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in schemes:
+        label = f"{schemes[-1]}(s)" if schemes[0] == schemes[-1] + "s" else " or ".join(schemes)
+        raise ValueError(f"{what} must be an {label} URL, not {v!r}")
+    if not parts.hostname:
+        raise ValueError(f"{what} {v!r} has no host: write it as {schemes[0]}://HOST/PATH")
+    if port == 0:
+        raise ValueError(f"{what} {v!r}: port 0 cannot be reached; give the real port or none")
+    return v
+
+
+def _http_url(what: str) -> AfterValidator:
+    return AfterValidator(lambda v: _url(v, ("https", "http"), what))
+
+
+def _nonblank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
+def _pattern(rx: re.Pattern[str], rule: str) -> AfterValidator:
+    def check(v: str) -> str:
+        if not rx.fullmatch(v):
+            raise ValueError(f"{v!r} is not a valid name: {rule}")
+        return v
+    return AfterValidator(check)
+
+
+NonBlank = Annotated[str, AfterValidator(_nonblank)]
+EnvName = Annotated[str, _pattern(ENV_NAME, "an environment variable name is letters, digits and _, "
+                                            "not starting with a digit")]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML is typed, so "20" for a number or "yes" for a boolean is a mistake, not a value to
+    # coerce (remediation_allowed = "false" would otherwise allow remediation); no inf / nan either.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Thresholds(_Strict):
@@ -85,27 +144,32 @@ class Autoscaling(_Strict):
 
 
 class Service(_Strict):
-    name: str
-    health_url: str | None = None                 # Phase 1's burst goes here
-    health_endpoints: list[str] = []              # Phase 3: every one must answer 200, healthy, < 2 s
+    name: Annotated[str, _pattern(RUN_SERVICE, "Cloud Run service names are lowercase letters, digits and "
+                                               "hyphens, start with a letter, do not end with a hyphen, "
+                                               "fewer than 50 characters")]
+    health_url: Annotated[str, _http_url("health_url")] | None = None             # Phase 1's burst goes here
+    health_endpoints: list[Annotated[str, _http_url("health_endpoints")]] = [] # Phase 3: every one must answer 200, healthy, < 2 s
     required_env: dict[str, str] = {}             # Phase 3: the serving revision must carry these
     autoscaling: Autoscaling | None = None        # Phase 4: the serving revision's scaling
 
-    @field_validator("health_url")
+    @field_validator("required_env")
     @classmethod
-    def _https(cls, v: str | None) -> str | None:
-        if v is not None and urlsplit(v).scheme not in ("https", "http"):
-            raise ValueError("health_url must be an http(s) URL")
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not key or "=" in key:
+                raise ValueError(f"{key!r} is not an environment variable name (non-empty, no '=')")
         return v
 
 
 class Connector(_Strict):
     """The VPC connector and the capacity the target expects of it."""
 
-    name: str
+    name: Annotated[str, _pattern(RFC1035, "lowercase letters, digits and hyphens, starting with a letter")]
     min_instances: int = Field(2, ge=2, le=9, description="the API allows 2-9")
     max_instances: int = Field(10, ge=3, le=10, description="the API allows 3-10")
-    machine_type: str | None = Field(None, description="expected machine type; None keeps the current one")
+    # The machine types Serverless VPC Access offers (and whose throughput the gate knows).
+    machine_type: Literal["f1-micro", "e2-micro", "e2-standard-4"] | None = Field(
+        None, description="expected machine type; None keeps the current one")
 
     @model_validator(mode="after")
     def _min_below_max(self) -> "Connector":
@@ -114,8 +178,15 @@ class Connector(_Strict):
         return self
 
 
+def _instance_id(v: str) -> str:
+    if not v or "/" in v or ":" in v or v != v.strip():
+        raise ValueError(f"{v!r} is not a Cloud SQL instance ID: give the ID alone (e.g. netra-staging-db), "
+                         "not the connection name PROJECT:REGION:INSTANCE or a resource path")
+    return v
+
+
 class Database(_Strict):
-    instance: str
+    instance: Annotated[str, AfterValidator(_instance_id)]
     max_connections: int | None = Field(None, ge=14, description="the max_connections flag remediation sets")
     metric_alignment_seconds: int = Field(
         60, ge=1, description="num_backends is read aligned to periods this long and summed by Cloud Monitoring "
@@ -123,7 +194,8 @@ class Database(_Strict):
 
 
 class Certificate(_Strict):
-    name: str
+    name: Annotated[str, _pattern(RFC1035, "Compute SSL certificate names are RFC 1035: lowercase letters, "
+                                           "digits and hyphens, starting with a letter, 1-63 characters")]
 
 
 class WebSocket(_Strict):
@@ -134,37 +206,45 @@ class WebSocket(_Strict):
     @field_validator("url")
     @classmethod
     def _ws(cls, v: str) -> str:
-        if urlsplit(v).scheme not in ("ws", "wss"):
-            raise ValueError("websocket.url must be a ws:// or wss:// URL")
-        return v
+        return _url(v, ("wss", "ws"), "websocket.url")
 
 
 class GoldenPath(_Strict):
     """The user journey: log in, open the WebSocket with the token, get the AI response."""
 
-    login_url: str
-    user_env: str = Field(description="environment variable holding the test account's user name")
-    password_env: str = Field(description="environment variable holding its password (never in this file)")
-    message: str = "What is the status of my last optimization?"
-    final_event: str = "agent_completed"
+    login_url: Annotated[str, _http_url("login_url")]
+    user_env: EnvName = Field(description="environment variable holding the test account's user name")
+    password_env: EnvName = Field(description="environment variable holding its password (never in this file)")
+    message: NonBlank = "What is the status of my last optimization?"
+    final_event: NonBlank = "agent_completed"
     deadline_seconds: float = Field(30, gt=0)
 
 
 class Monitoring(_Strict):
     """Phase 4: where the monitoring definitions live and which notification channels alert."""
 
-    definitions: str = Field("monitoring", description="folder of the definition files, relative to this file")
+    definitions: NonBlank = Field("monitoring", description="folder of the definition files, relative to this file")
     # Channel ids (the last part of projects/P/notificationChannels/ID) or full names. Never invented:
     # with none, the policies are still created and the alert-policy criterion says what to do.
     notification_channels: list[str] = []
 
+    @field_validator("notification_channels")
+    @classmethod
+    def _channels(cls, v: list[str]) -> list[str]:
+        for c in v:
+            full = re.fullmatch(r"projects/[^/\s]+/notificationChannels/[^/\s]+", c)
+            if not full and (not c or "/" in c or c != c.strip() or " " in c):
+                raise ValueError(f"{c!r} is not a notification channel: give its ID or its full name "
+                                 "projects/PROJECT/notificationChannels/ID")
+        return v
+
 
 class Twin(_Strict):
-    home: str = ".twin"
+    home: NonBlank = ".twin"
     control: str = "127.0.0.1:18780"
     data: str = "127.0.0.1:18743"
     grpc: str = "127.0.0.1:18781"
-    scenario: str = "incident-1278"
+    scenario: NonBlank = "incident-1278"
 
     @field_validator("control", "data", "grpc")
     @classmethod
@@ -172,13 +252,34 @@ class Twin(_Strict):
         host, _, port = v.rpartition(":")
         if not port.isdigit() or not _is_loopback(host):
             raise ValueError(f"{v!r}: the twin listens on loopback only (127.0.0.1:PORT)")
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"{v!r}: the port must be a number from 1 to 65535")
         return v
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, v: str) -> str:
+        # A file path is checked against the targets file's folder in check_files(); a bare name
+        # must be one the twin ships, or the twin would fail to start with its own traceback.
+        if not v.endswith(".toml") and not (SCENARIO_DIR / f"{v}.toml").is_file():
+            raise ValueError(f"no twin scenario named {v!r}; the shipped ones are {', '.join(scenarios())}, "
+                             "or give the path of a scenario .toml file")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "Twin":
+        addrs = [self.control, self.data, self.grpc]
+        if len(set(addrs)) < 3:
+            raise ValueError(f"control, data and grpc must be three different addresses, not {', '.join(addrs)}")
+        return self
 
 
 class Target(_Strict):
     description: str = ""
-    project: str
-    region: str
+    # Lenient formats (Google's own rules are checked by its APIs): a bare ID, not a resource path.
+    project: Annotated[str, _pattern(re.compile(r"[a-z][-a-z0-9.:]*"),
+                                     "the project ID alone, lowercase (e.g. netra-staging), not projects/ID")]
+    region: Annotated[str, _pattern(re.compile(r"[a-z][-a-z0-9]*"), "a region name such as us-central1")]
     services: list[Service] = Field(min_length=1)
     credentials: Literal["adc", "anonymous"] = "adc"
     endpoints: dict[str, str] = {}
@@ -191,7 +292,8 @@ class Target(_Strict):
     connector: Connector | None = None
     database: Database | None = None
     certificate: Certificate | None = None
-    domains: list[str] = []
+    domains: list[Annotated[str, _pattern(HOSTNAME, "a host name such as api.example.com, "
+                                                    "without https:// or a path")]] = []
     websocket: WebSocket | None = None
     golden_path: GoldenPath | None = None
     monitoring: Monitoring | None = None
@@ -207,8 +309,7 @@ class Target(_Strict):
         if unknown:
             raise ValueError(f"unknown API {', '.join(unknown)} (known: {', '.join(APIS)})")
         for api, url in v.items():
-            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-                raise ValueError(f"endpoints.{api} = {url!r} is not an http(s) URL")
+            _url(url, ("https", "http"), f"endpoints.{api}")
             if urlsplit(url).scheme == "http" and not _is_loopback(urlsplit(url).hostname or ""):
                 # plain http would carry the credentials' bearer token in clear
                 raise ValueError(f"endpoints.{api} = {url!r}: plain http is allowed on loopback only; use https")
@@ -219,9 +320,19 @@ class Target(_Strict):
     def _resolve_format(cls, v: dict[str, str]) -> dict[str, str]:
         for key, addr in v.items():
             host, _, port = key.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if not HOSTNAME.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"resolve key {key!r} must be HOST:PORT, as in curl --resolve")
             parse_address(addr)
+        return v
+
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, v: list[Service]) -> list[Service]:
+        names = [s.name for s in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"service {', '.join(dupes)} is listed more than once; keep one "
+                             "[[targets.NAME.services]] entry per service")
         return v
 
     @model_validator(mode="after")
@@ -291,6 +402,57 @@ def parse_address(addr: str) -> tuple[str, int | None]:
     return host.strip("[]"), int(port)
 
 
+def scenarios() -> list[str]:
+    """The names of the twin's shipped scenarios."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def ca_problem(path: Path) -> str | None:
+    """Why ``path`` cannot serve as a CA bundle (None: it can): missing, unreadable or not PEM."""
+    if not path.is_file():
+        return f"{path} does not exist" if not path.exists() else f"{path} is not a file"
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror})"
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        return f"{path} holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)"
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        return f"{path} is not a valid PEM CA bundle ({exc.reason or exc})"
+    return None
+
+
+def check_files(target: Target) -> None:
+    """The files a target names must be there before anything is contacted: the CA bundle, the
+    monitoring definitions folder and a twin scenario file. A ConfigError paragraph otherwise."""
+    problems: list[str] = []
+    if target.ca_path is not None:
+        home = target.twin_home.resolve() if target.twin_home else None
+        # The twin writes its CA on its first start: a bundle inside the twin's home may not exist
+        # yet (twinctl.ensure_running checks it once the twin answers).
+        pending = home is not None and target.ca_path.resolve().is_relative_to(home) and not target.ca_path.exists()
+        why = None if pending else ca_problem(target.ca_path)
+        if why:
+            problems.append(f"ca_bundle: {why}; point it at the PEM file of the CA that signs the services' "
+                            "certificates, or remove the key to use the system's CAs")
+    if target.monitoring is not None:
+        folder = target.path(target.monitoring.definitions)
+        if not folder.is_dir():
+            problems.append(f"monitoring.definitions: the folder {folder} does not exist; give the folder of the "
+                            "monitoring definitions (the repository's is `monitoring`), relative to this file")
+    if target.twin is not None and target.twin.scenario.endswith(".toml"):
+        scenario = target.path(target.twin.scenario)
+        if not scenario.is_file():
+            problems.append(f"twin.scenario: the scenario file {scenario} does not exist; give an existing .toml "
+                            f"file (relative to this file) or one of the shipped scenarios: {', '.join(scenarios())}")
+    if problems:
+        raise ConfigError(f"The targets file {target.source} is invalid: "
+                          + "; ".join(f"targets.{target.name}.{p}" for p in problems)
+                          + ". Fix these entries and run again.")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -321,7 +483,14 @@ def load(path: Path, name: str) -> Target:
         )
     raw = targets[name]
     if not isinstance(raw, dict):
-        raise ConfigError(f"In {path}, targets.{name} must be a table.")
+        raise ConfigError(f"In {path}, targets.{name} must be a table: write its keys under [targets.{name}] "
+                          "and run again.")
+    # name and source are the gate's own (which entry of which file): not keys a file may set.
+    reserved = sorted({"name", "source"} & set(raw))
+    if reserved:
+        raise ConfigError(f"The targets file {path} is invalid: "
+                          + "; ".join(f"targets.{name}.{k}: unknown key (the gate sets it; remove it)" for k in reserved)
+                          + ". Fix these entries and run again.")
     try:
         return Target.model_validate({**raw, "name": name, "source": str(path.resolve())})
     except ValidationError as exc:
@@ -329,7 +498,7 @@ def load(path: Path, name: str) -> Target:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
             msg = "unknown key (check its spelling)" if err["type"] == "extra_forbidden" else err["msg"]
-            msg = msg.removeprefix("Value error, ")
+            msg = msg.removeprefix("Value error, ").replace("targets.NAME.", f"targets.{name}.")
             problems.append(f"targets.{name}{'.' + loc if loc else ''}: {msg}")
         raise ConfigError(
             f"The targets file {path} is invalid: {'; '.join(problems)}. Fix these entries and run again."

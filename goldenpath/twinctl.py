@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from goldenpath.config import Target
+from goldenpath.config import Target, ca_problem
 from goldenpath.config import load as load_target
 from goldenpath.errors import ConfigError
 
@@ -36,6 +36,23 @@ def _health(control: str) -> dict[str, Any] | None:
 
 def ensure_running(target: Target) -> dict[str, Any]:
     """Return the twin's health answer, starting the twin first if nothing answers."""
+    health = _ensure_running(target)
+    # A CA bundle inside the twin's home is the twin's own, written on its first start: only now
+    # can it be checked (config.check_files let a missing one through).
+    if target.ca_path is not None and (why := ca_problem(target.ca_path)):
+        raise ConfigError(
+            f"The twin for target {target.name!r} answers, but its ca_bundle cannot be used: {why}. Point "
+            f"ca_bundle in {target.source} at the twin's CA (ca.pem in its home {target.twin_home}), or reset "
+            "the twin's home so that it writes a new one."
+        )
+    return health
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _ensure_running(target: Target) -> dict[str, Any]:
     assert target.twin is not None and target.twin_home is not None
     tw, home = target.twin, target.twin_home
     health = _health(tw.control)
@@ -49,8 +66,10 @@ def ensure_running(target: Target) -> dict[str, Any]:
         return {**health, "started": False}
     home.mkdir(parents=True, exist_ok=True)
     log = (home / "twin.log").open("ab")
+    # A scenario file is relative to the targets file, like every path in it; the twin runs elsewhere.
+    scenario = str(target.path(tw.scenario)) if tw.scenario.endswith(".toml") else tw.scenario
     cmd = [sys.executable, "-m", "twin", "--home", str(home), "serve",
-           "--control", tw.control, "--data", tw.data, "--grpc", tw.grpc, "--scenario", tw.scenario]
+           "--control", tw.control, "--data", tw.data, "--grpc", tw.grpc, "--scenario", scenario]
     # A session of its own: the twin must survive this pytest run, its world with it.
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True,
@@ -65,7 +84,15 @@ def ensure_running(target: Target) -> dict[str, Any]:
             break
         time.sleep(delay)  # waiting for a process to come up: backoff, bounded by the deadline
         delay = min(delay * 1.5, 0.5)
-    tail = (home / "twin.log").read_text(errors="replace")[-600:].strip()
+    tail = _one_line((home / "twin.log").read_text(errors="replace")[-600:])
+    if proc.poll() is not None and "address already in use" not in tail.lower():
+        # It exited on its own: its last words say why (a bad scenario, a broken world), not the ports.
+        raise ConfigError(
+            f"The embedded twin for target {target.name!r} exited with code {proc.returncode} before answering "
+            f"(last output: {tail or 'none'}). Fix what it names ([targets.{target.name}.twin] in "
+            f"{target.source}, or the world in {home}: `python -m twin --home {home} reset`); its log is "
+            f"{home / 'twin.log'}."
+        )
     raise ConfigError(
         f"The embedded twin for target {target.name!r} did not start on {tw.control} / {tw.data} "
         f"(last output: {tail or 'none'}). If another program holds those ports, change [targets."
