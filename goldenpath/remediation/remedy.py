@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Mapping
 
 from goldenpath.config import Target
+from goldenpath.remediation.change import Change
+from goldenpath.remediation.preflight import preflight
 from goldenpath.remediation.runner import Executor
 
 if TYPE_CHECKING:
@@ -28,6 +30,14 @@ class ObservedRemedy:
     def invalidate(self) -> None:
         self.observer.invalidate()
 
+    def plan(self) -> list[Change]:
+        raise NotImplementedError  # each phase plans its own changes
+
     def manual(self) -> list[str]:
         """What fails and no step may change: the operator's actions, each in one paragraph."""
         return []
+
+    def preflight(self) -> list[str]:
+        """Why this phase's verification of its plan could not be evaluated (credentials, target keys,
+        endpoints), each in a sentence; empty when it can. The plan is the cached observation's."""
+        return preflight(self.phase, self.target, self.plan(), session=self.observer.session)

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 from goldenpath.errors import GoldenpathError, NotYetUsable
 from goldenpath.remediation.change import Change
 from goldenpath.remediation.journal import Journal
+from goldenpath.remediation.preflight import refusal
 from goldenpath.verdict import Status, Verdict
 
 Mode = Literal["off", "plan", "apply"]
@@ -32,6 +33,7 @@ class PhaseRemedy(Protocol):
 
     def plan(self) -> list[Change]: ...
     def manual(self) -> list[str]: ...
+    def preflight(self) -> list[str]: ...
     def executor(self, step: str) -> Executor: ...
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]: ...
     def escalation(self, failed: list[Verdict], restored: bool) -> str: ...
@@ -127,6 +129,10 @@ class Runner:
                            "phase first (e.g. pytest -m phase1 --remediate).")
             if mode == "apply":
                 return out
+        # Preflight: never change what cannot be verified (credentials, target keys, endpoints).
+        if mode != "off" and plan and not out.refused and (problems := self.remedy.preflight()):
+            out.refused = refusal(self.remedy.phase, problems)
+            return out
         if mode != "apply" or not plan:
             return out
         immediate = [c for c in plan if not c.after_verification]
