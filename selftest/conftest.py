@@ -58,13 +58,15 @@ class Sandbox:
     grpc: str
 
     def gate(self, *args: str, target: str = "sim", targets: Path | None = None, env: dict[str, str] | None = None,
-             python_flags: tuple[str, ...] = ()) -> Run:
-        """Run the real gate in a subprocess from the repository root, as `bin/gate` would."""
+             python_flags: tuple[str, ...] = (), unset: tuple[str, ...] = ()) -> Run:
+        """Run the real gate in a subprocess from the repository root, as `bin/gate` would; ``unset``:
+        variables removed from its environment (e.g. the rehearsal account, as plain pytest runs)."""
         cmd = [sys.executable, *python_flags, "-m", "pytest", "tests", "-p", "no:cacheprovider",
                "--targets-file", str(targets or self.targets), "--target", target,
                "--reports-dir", str(self.reports), *args]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, **REHEARSAL_ACCOUNT, **(env or {})}, stdin=subprocess.DEVNULL)
+                              env={k: v for k, v in {**os.environ, **REHEARSAL_ACCOUNT, **(env or {})}.items()
+                                   if k not in unset}, stdin=subprocess.DEVNULL)
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def twin(self, *args: str) -> Run:

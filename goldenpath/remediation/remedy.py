@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from goldenpath.config import Target
 from goldenpath.errors import GoldenpathError
+from goldenpath.remediation.change import Change
+from goldenpath.remediation.preflight import preflight
 from goldenpath.remediation.runner import Executor
 
 if TYPE_CHECKING:
@@ -35,10 +37,17 @@ class ObservedRemedy:
         """``callback(api, operation name)`` as soon as a write's operation is known (for the journal)."""
         self.observer.session.on_operation = callback
 
+    def plan(self) -> list[Change]:
+        raise NotImplementedError  # each phase plans its own changes
+
     def manual(self) -> list[str]:
         """What fails and no step may change: the operator's actions, each in one paragraph."""
         return []
 
+    def preflight(self) -> list[str]:
+        """Why this phase's verification of its plan could not be evaluated (credentials, target keys,
+        endpoints), each in a sentence; empty when it can. The plan is the cached observation's."""
+        return preflight(self.phase, self.target, self.plan(), session=self.observer.session)
 
 def settled(observer: Observer, read: Callable[[], T], moving: Callable[[T], bool], what: str) -> tuple[T, bool]:
     """Read a resource until it stops moving (a rollout or an update still under way), within the

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal, Protocol
 
 from goldenpath.errors import GoldenpathError, NotYetUsable, transient, unprocessed
+from goldenpath.remediation import preflight
 from goldenpath.remediation.change import LANDED, NOT_LANDED, UNKNOWN, Change, Found
 from goldenpath.remediation.journal import Journal, change_fields
 from goldenpath.verdict import Status, Verdict
@@ -38,6 +39,7 @@ class PhaseRemedy(Protocol):
 
     def plan(self) -> list[Change]: ...
     def manual(self) -> list[str]: ...
+    def preflight(self) -> list[str]: ...
     def executor(self, step: str) -> Executor: ...
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]: ...
     def escalation(self, failed: list[Verdict], restored: bool) -> str: ...
@@ -157,11 +159,15 @@ class Runner:
                            "phase first (e.g. pytest -m phase1 --remediate).")
             if mode == "apply":
                 return out
+        # Preflight: never change what cannot be verified (credentials, target keys, endpoints).
+        if mode != "off" and plan and not out.refused and (problems := self.remedy.preflight()):
+            out.refused = preflight.refusal(self.remedy.phase, problems)
+            return out
         if mode != "apply" or not plan:
             return out
-        refusal = self.guard() if self.guard else None
-        if refusal:
-            out.refused = refusal
+        held = self.guard() if self.guard else None
+        if held:
+            out.refused = held
             return out
         immediate = [c for c in plan if not c.after_verification]
         deferred = [c for c in plan if c.after_verification]

@@ -99,6 +99,9 @@ class FakeRemedy:
     def manual(self) -> list[str]:
         return []
 
+    def preflight(self) -> list[str]:
+        return []  # verifiable (selftest/unit/test_preflight.py covers a refusal)
+
     def executor(self, step: str) -> FakeExecutor:
         return self.executors[step]
 
