@@ -141,7 +141,9 @@ class RouteTraffic:
         return {"traffic": _shares(state.holding_traffic), "tags": tags_of(state.raw), "etag": state.etag}
 
     def restored(self, change: Change) -> tuple[bool, str]:
-        svc = self.observer.phase1()[change.payload["service"]].service
+        # The service alone: a rollback is judged on the traffic it restores, so a read it does not
+        # need (the request logs of a full Phase 1 observation) cannot leave it unverified.
+        svc = self.observer.run.get_service(change.payload["service"])
         now = sorted(_shares(svc.holding_traffic), key=lambda s: s["revision"])
         want = sorted(change.payload["restore"], key=lambda s: s["revision"])
         traffic_ok = _normal(svc.raw.get("traffic", [])) == _normal(change.payload["restore_traffic"])
@@ -214,6 +216,10 @@ class Phase1Remedy(ObservedRemedy):
         reasons = "; ".join(v.reason for v in failed)
         after = ("the traffic split before the change was restored and verified" if restored
                  else "the state before the change could NOT be restored and verified")
+        if all(v.criterion == "verification" for v in failed):
+            # Nothing showed the service unavailable: the verification itself could not be made.
+            return (f"Phase 1 could not be verified, so its change was not kept: {reasons}. {after}. Fix what "
+                    "the verification could not read, then run the remediation again.")
         return (f"service unavailable after Phase 1 (runbook escalation trigger): {reasons}. {after}. "
                 "Investigate the new revision's errors (gcloud logging read 'resource.type=\"cloud_run_revision\" "
                 "AND severity>=ERROR') before trying again.")
