@@ -133,3 +133,67 @@ def test_phase2_killed_then_recovered(box: Sandbox, point: str, found: str) -> N
 def _flags(status: dict[str, Any]) -> dict[str, str]:
     inst = status["sqladmin"]["instances"][0]
     return {f["name"]: f.get("value", "") for f in inst["settings"].get("databaseFlags", [])}
+
+
+# ---- timeouts --------------------------------------------------------------------------------
+
+def _short_timeouts(box: Sandbox, api_seconds: float) -> Any:
+    text = box.targets.read_text() + f"\n[targets.sim.timeouts]\napi_seconds = {api_seconds}\n"
+    return box.write_targets(f"targets-api-{api_seconds:g}.toml", text)
+
+
+def test_a_write_whose_answer_times_out_is_read_back_landed_and_counted_once(box: Sandbox) -> None:
+    # The patch is carried out, but its answer takes longer than the gate waits for one call.
+    slow = '[[faults]]\nmethod = "run.projects.locations.services.patch"\ndelay_seconds = 6.0\ntimes = 1\n'
+    box.reset(str(box.with_faults("incident-1278", slow)), propagation=None)
+    run = box.gate("-m", "phase1", "--remediate", "--yes", targets=_short_timeouts(box, 2))
+    assert box.serving() == {NEW: 100}
+    recs = [r for r in box.journal() if r["step"] == "route-traffic"]
+    assert [r["event"] for r in recs] == ["apply.before", "apply.failed", "apply.reconciled", "apply.after"], run.output
+    assert recs[2]["found"] == "landed"
+    assert "timed out" in recs[1]["error"]
+    assert box.status()["requests"]["by_method"]["run.projects.locations.services.patch"] == 1  # not resent
+    assert run.returncode == 0, run.output
+
+
+def test_a_slow_read_is_cut_at_api_seconds_and_said_so(box: Sandbox) -> None:
+    slow = '[[faults]]\nmethod = "logging.entries.list"\ndelay_seconds = 30.0\n'
+    box.reset(str(box.with_faults("healthy", slow)), propagation=None)
+    run = box.gate("-m", "phase1", targets=_short_timeouts(box, 2))
+    assert "timed out" in run.output, run.output
+    assert "VERDICT: INCONCLUSIVE" in run.output or "VERDICT: FAIL" in run.output
+    assert "VERDICT: PASS" not in run.output
+
+
+# ---- two operators at once -------------------------------------------------------------------
+
+def test_a_second_remediation_is_refused_while_the_first_holds_the_lock(box: Sandbox) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from selftest.conftest import REHEARSAL_ACCOUNT, ROOT
+
+    # The first run's route takes a while to answer: the second starts while it is mid-change.
+    slow = '[[faults]]\nmethod = "run.projects.locations.services.patch"\ndelay_seconds = 4.0\ntimes = 1\n'
+    box.reset(str(box.with_faults("incident-1278", slow)), propagation=None)
+    for old in box.reports.glob("verdict*.json"):
+        old.unlink()
+    cmd = [sys.executable, "-m", "pytest", "tests", "-p", "no:cacheprovider", "--targets-file", str(box.targets),
+           "--reports-dir", str(box.reports), "-m", "phase1", "--remediate", "--yes"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**__import__("os").environ, **REHEARSAL_ACCOUNT}, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(r["event"] == "apply.before" for r in box.journal()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = box.gate("-m", "phase1", "--remediate", "--yes")
+    out, _ = first.communicate(timeout=300)
+    first_run = box.journal_all()[0]["run"]
+    assert "Another remediation of target 'sim' is running: run " + first_run in second.output, second.output
+    assert first.returncode == 0, out
+    assert box.serving() == {NEW: 100}
+    # One run changed the target; each wrote its own verdict, and verdict.json is the last to finish.
+    assert {r["run"] for r in box.journal()} == {first_run}
+    verdicts = sorted(box.reports.glob("verdict-*.json"))
+    assert len(verdicts) == 2 and (box.reports / f"verdict-{first_run}.json") in verdicts
+    assert verdict(box)["run"] == first_run

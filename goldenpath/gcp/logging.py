@@ -15,7 +15,6 @@ and after at most ``MAX_PAGES`` calls, so a gate run's reads stay well inside th
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import cached_property

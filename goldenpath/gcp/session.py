@@ -117,9 +117,14 @@ class GcpSession:
     def poll_retry(self, watch: "AttemptWatch", ends_at: float) -> "BoundedRetry":
         """How one poll of an operation (its operations.get) is retried: transient errors with
         backoff until the operation's own deadline ``ends_at`` (a 503 on operations.get says nothing
-        about the operation), each attempt within ``api_seconds``; ``watch`` sees every attempt."""
-        return BoundedRetry(initial=0.2, maximum=5.0, multiplier=2.0, timeout=None, predicate=transient,
-                            ends_at=ends_at, attempt_seconds=self.target.timeouts.api_seconds, watch=watch)
+        about the operation) but for ``api_seconds`` at most in a row, each attempt within
+        ``api_seconds``; ``watch`` sees every attempt."""
+        # A poll that keeps failing for api_seconds ends the wait (OutcomeUnknown): the caller then
+        # reads the resource itself, which is what decides whether the change landed, instead of
+        # polling an unreadable operation until the operation's own deadline (ten minutes).
+        return BoundedRetry(initial=0.2, maximum=5.0, multiplier=2.0, timeout=self.target.timeouts.api_seconds,
+                            predicate=transient, ends_at=ends_at, attempt_seconds=self.target.timeouts.api_seconds,
+                            watch=watch)
 
     def operation_started(self, api: str, operation: str) -> None:
         """A write's long-running operation is known: tell whoever journals writes (the lead's
@@ -143,8 +148,12 @@ class GcpSession:
                 result = poll()
             except CheckError as exc:
                 watch.failed(exc)
-                if transient(root_cause(exc)):
+                # Unreadable for api_seconds in a row: stop; the caller reads the resource instead.
+                if transient(root_cause(exc)) and watch.failing_since is not None \
+                        and time.monotonic() - watch.failing_since < self.target.timeouts.api_seconds:
                     raise Unread(what) from exc
+                if transient(root_cause(exc)):
+                    raise self.unfinished(api, operation, what, watch) from None
                 raise
             watch.succeeded()
             if not done(result):
@@ -468,7 +477,9 @@ class BoundedRetry:
 
         @functools.wraps(func)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            ends_at = self.ends_at if self.ends_at is not None else time.monotonic() + (self.timeout or 0.0)
+            now = time.monotonic()
+            ends_at = min(t for t in (self.ends_at, None if self.timeout is None else now + self.timeout)
+                          if t is not None) if (self.ends_at, self.timeout) != (None, None) else now
             watch = self.watch
 
             def attempt() -> Any:

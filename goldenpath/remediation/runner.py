@@ -150,6 +150,13 @@ class Runner:
     def _run(self, mode: Mode, earlier: list[Verdict] | None) -> Outcome:
         plan = self.remedy.plan()
         out = Outcome(self.remedy.phase, mode, plan, manual=self.remedy.manual())
+        if mode == "apply":
+            # One remediation at a time, from its first look on: a plan made while another run
+            # changes the target would be stale before it is applied.
+            held = self.guard() if self.guard else None
+            if held:
+                out.refused = held
+                return out
         # Inconclusive is not a pass: an earlier phase that cannot be shown to hold blocks too.
         failing = [v for v in earlier or [] if v.status is not Status.PASS]
         if failing and plan and mode != "off":
@@ -164,10 +171,6 @@ class Runner:
             out.refused = preflight.refusal(self.remedy.phase, problems)
             return out
         if mode != "apply" or not plan:
-            return out
-        held = self.guard() if self.guard else None
-        if held:
-            out.refused = held
             return out
         immediate = [c for c in plan if not c.after_verification]
         deferred = [c for c in plan if c.after_verification]
