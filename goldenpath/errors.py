@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 
 class GoldenpathError(Exception):
     """Base class: anything with a message written for the operator."""
@@ -47,10 +49,10 @@ TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_GRPC = frozenset({"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
 
-def transient(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is an error worth trying again: a transient HTTP or gRPC
-    status, a timeout or a lost connection. Read without importing any client library: api_core's
-    errors carry ``code`` (an HTTP status), googleapiclient's ``status_code``, grpc's ``code()``."""
+def _chain(exc: BaseException) -> Iterator[tuple[BaseException, Any, Any]]:
+    """``exc`` and what caused it, each with its status as the client libraries carry it: api_core's
+    errors ``code`` (an HTTP status), grpc's ``code()`` (a StatusCode), googleapiclient's
+    ``status_code``. Read without importing any client library."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
@@ -61,15 +63,20 @@ def transient(exc: BaseException) -> bool:
                 code = code()
             except Exception:
                 code = None
-        name = getattr(code, "name", None)
-        if isinstance(code, int) and code in TRANSIENT_HTTP or name in TRANSIENT_GRPC:
-            return True
-        if getattr(cur, "status_code", None) in TRANSIENT_HTTP:
+        yield cur, code, getattr(cur, "status_code", None)
+        cur = cur.__cause__ or cur.__context__
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is an error worth trying again: a transient HTTP or gRPC
+    status, a timeout or a lost connection."""
+    for cur, code, http in _chain(exc):
+        if (isinstance(code, int) and code in TRANSIENT_HTTP) or getattr(code, "name", None) in TRANSIENT_GRPC \
+                or http in TRANSIENT_HTTP:
             return True
         if isinstance(cur, (TimeoutError, ConnectionError)) or any(
                 w in type(cur).__name__ for w in ("Timeout", "Connection", "RetryError", "OutcomeUnknown")):
             return True
-        cur = cur.__cause__ or cur.__context__
     return False
 
 
@@ -79,18 +86,5 @@ def unprocessed(exc: BaseException) -> bool:
     retries UNAVAILABLE; Google's own non-idempotent retry predicate, Workflows'
     ``http.default_retry_predicate_non_idempotent``, retries 429 and 503). A timeout, a 504 or a 500
     says nothing of the kind: the request may have been carried out."""
-    cur: BaseException | None = exc
-    seen: set[int] = set()
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        code = getattr(cur, "code", None)
-        if callable(code):
-            try:
-                code = code()
-            except Exception:
-                code = None
-        if code in (429, 503) or getattr(code, "name", None) in ("RESOURCE_EXHAUSTED", "UNAVAILABLE") \
-                or getattr(cur, "status_code", None) in (429, 503):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+    return any(code in (429, 503) or getattr(code, "name", None) in ("RESOURCE_EXHAUSTED", "UNAVAILABLE")
+               or http in (429, 503) for _, code, http in _chain(exc))

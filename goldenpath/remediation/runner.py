@@ -1,8 +1,11 @@
 """The remediation engine, the same for every phase.
 
-plan → (plan mode stops here) → apply the immediate changes that have consent → verify with the
-phase's own criteria → on failure roll back in reverse order and verify the rollback → only then
-the changes that must wait for a verified phase (deletions), each with consent.
+lock (apply mode: one remediation per target, none while an earlier run's change is unsettled) →
+plan → DO NOT SKIP STEPS → preflight (every criterion the verification needs can be evaluated) →
+(plan mode stops here) → apply the immediate changes that have consent, each journaled and, when
+its call fails, read back (landed / not landed / unknown) → verify with the phase's own criteria →
+on failure roll back in reverse order and verify the rollback → only then the changes that must
+wait for a verified phase (deletions), each with consent.
 """
 
 from __future__ import annotations
@@ -181,8 +184,13 @@ class Runner:
                 continue
             if not self._apply(change, out):
                 if out.applied and not self._roll_back(out):
-                    out.escalations.append("a step failed and the rollback of the steps before it did not "
-                                           "restore the state: see the journal and restore by hand.")
+                    if any(c.reversible for c in out.applied):
+                        out.escalations.append("a step failed and the rollback of the steps before it did not "
+                                               "restore the state: see the journal and restore by hand.")
+                    else:
+                        out.escalations.append(
+                            "a step failed after steps that cannot be undone; they stay in place: "
+                            + "; ".join(c.summary for c in out.kept) + ".")
                 return out
 
         # Deferred changes (deletions) wait for a phase that verifies; verify even when nothing was
