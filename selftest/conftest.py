@@ -146,6 +146,14 @@ class Sandbox:
         return path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Under xdist (bin/selftest runs the files on several workers) the worker's own variables must
+    # not reach the gate the tests start: the gate would take itself for an xdist worker and refuse
+    # to remediate. Each worker has its own sandbox (free ports, its own twin and reports).
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        os.environ.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     root = tmp_path_factory.mktemp("gate")

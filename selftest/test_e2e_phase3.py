@@ -94,7 +94,9 @@ def test_a_failed_deploy_moves_no_traffic_and_restores_the_template(incident: Sa
     assert "already exists" not in run.output  # the gate cleared template.revision before each change
     assert serving(incident) == before_serving
     assert template_env(incident) == before_env
-    events = [(r["event"], r["step"]) for r in incident.journal() if r["phase"] == 3]
-    assert events == [("apply.before", "rollout-config"), ("apply.failed", "rollout-config")]
+    events = [(r["event"], r["step"]) for r in incident.journal() if r["phase"] == 3 and r["event"] != "apply.operation"]
+    assert events == [("apply.before", "rollout-config"), ("apply.failed", "rollout-config"),
+                      ("apply.reconciled", "rollout-config")]
+    assert [r["found"] for r in incident.journal() if r["event"] == "apply.reconciled"] == ["not landed"]
     ops = incident.status()["run"]["operations"]
     assert sum(1 for op in ops if op.get("error", {}).get("code") == 9) == 1

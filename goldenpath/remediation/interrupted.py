@@ -23,7 +23,7 @@ from goldenpath.remediation import journal as journal_mod
 from goldenpath.remediation.lock import alive
 
 OPEN_ALWAYS = frozenset({"apply.before", "apply.operation", "apply.retry", "apply.failed", "rollback.before",
-                         "rollback.retry", "rollback.after", "rollback.failed", "rollback.reconciled",
+                         "rollback.retry", "rollback.operation", "rollback.after", "rollback.failed", "rollback.reconciled",
                          "rollback.unverified"})
 
 

@@ -296,7 +296,7 @@ class Runner:
             return True
         return False  # unreachable: the last attempt returns
 
-    def _watch(self, change: Change, operations: list[str] | None) -> None:
+    def _watch(self, change: Change, operations: list[str] | None, event: str = "apply.operation") -> None:
         """Journal each operation of ``change`` as soon as the API names it (write-ahead: a crash
         while it runs leaves its name for the next run to look at)."""
         if operations is None:
@@ -305,7 +305,7 @@ class Runner:
 
         def seen(api: str, name: str) -> None:
             operations.append(name)
-            self.journal.write("apply.operation", change, api=api, operation=name)
+            self.journal.write(event, change, api=api, operation=name)
 
         self.remedy.watch_operations(seen)
 
@@ -352,7 +352,7 @@ class Runner:
         backoff = _backoff()
         for attempt in range(1, WRITE_RETRIES + 2):
             operations: list[str] = []
-            self._watch(change, operations)
+            self._watch(change, operations, "rollback.operation")
             try:
                 result = executor.rollback(change, self._results.get(id(change), {}))
             except Exception as exc:
