@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from goldenpath.config import Target
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class ObservedRemedy:
+class ObservedRemedy(ABC):
     """A phase's remedy reads through one Observer; a mutation makes everything it saw stale."""
 
     phase: int
@@ -37,8 +38,9 @@ class ObservedRemedy:
         """``callback(api, operation name)`` as soon as a write's operation is known (for the journal)."""
         self.observer.session.on_operation = callback
 
+    @abstractmethod
     def plan(self) -> list[Change]:
-        raise NotImplementedError  # each phase plans its own changes
+        """The phase's changes, from its observation (each phase plans its own)."""
 
     def manual(self) -> list[str]:
         """What fails and no step may change: the operator's actions, each in one paragraph."""
