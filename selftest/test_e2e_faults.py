@@ -89,6 +89,9 @@ def test_a_rollback_killed_midway_is_refused_reported_and_recovered(box: Sandbox
     assert verdict(read_only_box := box)["verdict"] == "ESCALATE", read_only.output
     assert "an interrupted remediation" in verdict(read_only_box)["reason"] + " ".join(verdict(read_only_box)["escalations"])
 
+    box.gate("-m", "phase1", "-n", "2")  # read-only under xdist: the controller reads the journal too
+    assert verdict(box)["verdict"] == "ESCALATE"
+
     recovered = box.gate("-m", "phase1", "--recover", "--yes")
     assert "recover resolved" in recovered.output, recovered.output
     assert box.serving() == before

@@ -31,10 +31,12 @@ class Safety:
         self.lock: TargetLock | None = None
         self.unfinished: list[interrupted.Unfinished] = []
         self.recovered: list[Recovered] = []
+        self._scanned = False
 
     def scan(self) -> list[interrupted.Unfinished]:
         """Read the journal for what dead runs left unfinished (each run, read-only ones too)."""
         self.unfinished = interrupted.find(self.journal_path, self.target.name, self.run_id)
+        self._scanned = True
         return self.unfinished
 
     @property
@@ -43,7 +45,10 @@ class Safety:
         return [u for u in self.unfinished if id(u) not in done]
 
     def warning(self) -> str | None:
-        """The paragraph for the verdict while something is unsettled."""
+        """The paragraph for the verdict while something is unsettled. (Under xdist the controller
+        never builds an observer, so it reads the journal here.)"""
+        if not self._scanned:
+            self.scan()
         return interrupted.paragraph(self.unsettled) if self.unsettled else None
 
     def guard(self, journal: Journal) -> str | None:
