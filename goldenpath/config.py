@@ -213,8 +213,11 @@ class GoldenPath(_Strict):
     """The user journey: log in, open the WebSocket with the token, get the AI response."""
 
     login_url: Annotated[str, _http_url("login_url")]
-    user_env: EnvName = Field(description="environment variable holding the test account's user name")
-    password_env: EnvName = Field(description="environment variable holding its password (never in this file)")
+    # A real target's test account comes only from the environment. A twin target may leave both out:
+    # the account is then the twin's own rehearsal account (its scenario's, read from the twin).
+    user_env: EnvName | None = Field(None, description="environment variable holding the test account's user name")
+    password_env: EnvName | None = Field(None, description="environment variable holding its password (never in "
+                                                           "this file)")
     message: NonBlank = "What is the status of my last optimization?"
     final_event: NonBlank = "agent_completed"
     deadline_seconds: float = Field(30, gt=0)
@@ -336,6 +339,22 @@ class Target(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _account_from_environment(self) -> "Target":
+        gp = self.golden_path
+        if gp is None:
+            return self
+        if (gp.user_env is None) != (gp.password_env is None):
+            raise ValueError("golden_path names only one of user_env and password_env: name both environment "
+                             "variables" + (", or neither to use the twin's rehearsal account" if self.twin else ""))
+        if self.twin is None and gp.user_env is None:
+            missing = " and ".join(k for k in ("user_env", "password_env") if getattr(gp, k) is None)
+            raise ValueError(
+                f"golden_path needs {missing}: a real target's test account comes from environment variables "
+                "it names (golden_path = { …, user_env = \"MY_USER\", password_env = \"MY_PASSWORD\" }), never "
+                "from this file; only a twin target may leave them out and use the twin's rehearsal account")
+        return self
+
+    @model_validator(mode="after")
     def _safe_credentials(self) -> "Target":
         # Anonymous credentials are for the twin: never send an unauthenticated call to Google.
         if self.credentials == "anonymous":
@@ -352,6 +371,12 @@ class Target(_Strict):
     @property
     def is_twin(self) -> bool:
         return self.twin is not None
+
+    @property
+    def twin_account(self) -> bool:
+        """The Golden Path logs in with the twin's own rehearsal account (a twin target naming no
+        variables); otherwise with the environment variables the target names."""
+        return self.twin is not None and self.golden_path is not None and self.golden_path.user_env is None
 
     def endpoint(self, api: str) -> str:
         if api in self.endpoints:

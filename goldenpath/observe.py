@@ -241,6 +241,16 @@ class Observer:
         if gp is None:
             return (f"target {self.target.name!r} has no golden_path (the auth service's login URL and the "
                     f"test account's variables): add it to {self.target.source}")
+        if self.target.twin_account:
+            import httpx
+
+            from goldenpath import twinctl
+
+            try:
+                return twinctl.rehearsal_account(self.target)
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                return f"the twin's rehearsal account could not be read from its status ({exc}): is the twin running?"
+        assert gp.user_env is not None and gp.password_env is not None  # the target's validation says so
         missing = [v for v in (gp.user_env, gp.password_env) if not os.environ.get(v)]
         if missing:
             return (f"the test account's credentials are missing: set the environment variable(s) "

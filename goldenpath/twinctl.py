@@ -107,6 +107,12 @@ def status(target: Target) -> dict[str, Any]:
     return resp.json()
 
 
+def rehearsal_account(target: Target) -> tuple[str, str]:
+    """The twin's own rehearsal account (its scenario's user and password)."""
+    account = status(target)["rehearsal_account"]
+    return account["user"], account["password"]
+
+
 def clock_scale(target: Target) -> float:
     """How many seconds of the twin's time one real second is (1 for anything but a sped-up twin)."""
     if target.twin is None:

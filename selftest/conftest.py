@@ -23,9 +23,11 @@ import pytest
 from goldenpath.twinctl import free_ports, relocate_sim
 
 ROOT = Path(__file__).resolve().parents[1]
-# The twin's rehearsal account, as bin/gate sets it for the sim target (a scenario value, not a secret).
-REHEARSAL_ACCOUNT = {"GOLDENPATH_SIM_USER": "rehearsal@netrasystems.ai",
-                     "GOLDENPATH_SIM_PASSWORD": "rehearsal-only-not-a-secret"}
+# The twin's rehearsal account (its scenarios' [golden_path], a scenario value, not a secret). The sim
+# target names no variables, so the gate reads the account from the twin; nothing exports it.
+REHEARSAL_USER, REHEARSAL_PASSWORD = "rehearsal@netrasystems.ai", "rehearsal-only-not-a-secret"
+# A twin target that names environment variables for its account, as a real target must.
+ACCOUNT_VARIABLES = {"GP_REHEARSAL_USER": REHEARSAL_USER, "GP_REHEARSAL_PASSWORD": REHEARSAL_PASSWORD}
 SCENARIOS = ROOT / "twin" / "scenarios"
 # The shipped scenarios keep Google's delay before a new log-based metric is usable in an alert
 # policy (600 twin seconds). The selftests shorten it to this (twin seconds) unless a test asks for
@@ -59,13 +61,13 @@ class Sandbox:
 
     def gate(self, *args: str, target: str = "sim", targets: Path | None = None, env: dict[str, str] | None = None,
              python_flags: tuple[str, ...] = (), unset: tuple[str, ...] = ()) -> Run:
-        """Run the real gate in a subprocess from the repository root, as `bin/gate` would; ``unset``:
-        variables removed from its environment (e.g. the rehearsal account, as plain pytest runs)."""
+        """Run the real gate in a subprocess from the repository root, as plain pytest would; ``unset``:
+        variables removed from its environment."""
         cmd = [sys.executable, *python_flags, "-m", "pytest", "tests", "-p", "no:cacheprovider",
                "--targets-file", str(targets or self.targets), "--target", target,
                "--reports-dir", str(self.reports), *args]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                              env={k: v for k, v in {**os.environ, **REHEARSAL_ACCOUNT, **(env or {})}.items()
+                              env={k: v for k, v in {**os.environ, **(env or {})}.items()
                                    if k not in unset}, stdin=subprocess.DEVNULL)
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
@@ -139,6 +141,14 @@ class Sandbox:
         path.write_text(source.read_text() + "\n" + faults.strip() + "\n")
         timing = {"metric_propagation_seconds": FAST_PROPAGATION, **timing}
         return self.scenario_variant(str(path), **timing)
+
+    def targets_naming_account(self) -> Path:
+        """The sandbox's targets file, its sim target naming the variables of ACCOUNT_VARIABLES for
+        the Golden Path's account (as a real target does) instead of using the twin's own."""
+        text = self.targets.read_text()
+        line = next(ln for ln in text.splitlines() if ln.startswith("golden_path = {"))
+        named = line.replace("{ ", '{ user_env = "GP_REHEARSAL_USER", password_env = "GP_REHEARSAL_PASSWORD", ', 1)
+        return self.write_targets("targets-account-variables.toml", text.replace(line, named))
 
     def write_targets(self, name: str, text: str) -> Path:
         path = self.root / name

@@ -62,7 +62,9 @@ def put(data: dict[str, Any], dotted: str, value: Any) -> None:
     node: Any = data
     for part in parents:
         node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    if isinstance(node, list):
+    if value is MISSING:
+        del node[last]
+    elif isinstance(node, list):
         node[int(last)] = value
     else:
         node[last] = value
@@ -184,6 +186,11 @@ CASES: list[Case] = [
     bad("golden_path.login_url", "https:///auth/login", "has no host", id="golden_path.login_url-no-host"),
     bad("golden_path.user_env", "", "environment variable name"),
     bad("golden_path.password_env", "MY PASSWORD", "environment variable name"),
+    Case("golden_path-one-variable", (), {"golden_path.user_env": "GP_USER"},
+         ("names only one of user_env and password_env", "or neither to use the twin's rehearsal account")),
+    # A real target's account comes from the environment only: no twin, no variables named.
+    Case("golden_path-real-target-without-variables", (), {"twin": MISSING, "credentials": "adc"},
+         ("golden_path needs user_env and password_env", "environment variables", "never from this file")),
     bad("golden_path.message", "", "must not be empty"),
     bad("golden_path.final_event", " ", "must not be empty"),
     bad("golden_path.deadline_seconds", 0, "greater than 0"),

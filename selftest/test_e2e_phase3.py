@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selftest.conftest import REHEARSAL_ACCOUNT, Sandbox
+from selftest.conftest import ACCOUNT_VARIABLES, REHEARSAL_PASSWORD, Sandbox
 
 BACKEND, AUTH = "netra-backend-staging", "auth-service-staging"
 ALL_PHASES = "phase1 or phase2 or phase3"
@@ -40,7 +40,7 @@ def test_phases_1_to_3_in_one_run_pass_and_report_the_journey(incident: Sandbox)
     (new,) = serving(incident)
     assert new not in ("netra-backend-staging-00749-6tr", "netra-backend-staging-00750-69k")  # the rollout's
     # credentials never reach a report, a journal or a plan
-    password = REHEARSAL_ACCOUNT["GOLDENPATH_SIM_PASSWORD"]
+    password = REHEARSAL_PASSWORD
     leaked = [p for p in incident.reports.rglob("*") if p.is_file()
               and (password in p.read_text(errors="replace") or "Bearer " in p.read_text(errors="replace"))]
     assert leaked == []
@@ -75,8 +75,9 @@ def test_a_silent_websocket_fails_by_timeout(incident: Sandbox) -> None:
 
 def test_a_missing_credential_names_the_variable(incident: Sandbox) -> None:
     incident.reset("healthy")
-    run = incident.gate("-m", "phase3", "-k", "golden_path", env={"GOLDENPATH_SIM_PASSWORD": ""})
-    assert "set the environment variable(s) GOLDENPATH_SIM_PASSWORD" in run.output
+    run = incident.gate("-m", "phase3", "-k", "golden_path", targets=incident.targets_naming_account(),
+                        env={**ACCOUNT_VARIABLES, "GP_REHEARSAL_PASSWORD": ""})
+    assert "set the environment variable(s) GP_REHEARSAL_PASSWORD" in run.output
     assert "ConfigError" in run.output and "Traceback" not in run.output
 
 

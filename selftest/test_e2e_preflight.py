@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from goldenpath.twinctl import free_ports
-from selftest.conftest import REHEARSAL_ACCOUNT, Sandbox
+from selftest.conftest import ACCOUNT_VARIABLES, Sandbox
 
 BACKEND, AUTH = "netra-backend-staging", "auth-service-staging"
 OLD, NEW = "netra-backend-staging-00749-6tr", "netra-backend-staging-00750-69k"
@@ -23,16 +23,17 @@ def refusals(output: str, phase: int) -> list[str]:
             if line.startswith(f"  refused: phase {phase} remediation refused before any change")]
 
 
-def test_phase3_without_the_rehearsal_account_is_refused_up_front(incident: Sandbox) -> None:
-    # As plain `pytest --remediate --yes` runs it: bin/gate's rehearsal variables are not set.
+def test_phase3_without_the_account_variables_is_refused_up_front(incident: Sandbox) -> None:
+    # A target that names the variables of its test account (as a real one must), none of them set.
     before_revisions = incident.revisions()
     before_env = {s: template_env(incident, s) for s in (BACKEND, AUTH)}
-    run = incident.gate("-m", ALL_PHASES, "--remediate", "--yes", unset=tuple(REHEARSAL_ACCOUNT))
+    run = incident.gate("-m", ALL_PHASES, "--remediate", "--yes", targets=incident.targets_naming_account(),
+                        unset=tuple(ACCOUNT_VARIABLES))
     assert run.returncode == 1, run.output
     (refused,) = refusals(run.output, 3)
-    assert ("the environment variable(s) GOLDENPATH_SIM_USER and GOLDENPATH_SIM_PASSWORD "
+    assert ("the environment variable(s) GP_REHEARSAL_USER and GP_REHEARSAL_PASSWORD "
             "(golden_path.user_env / password_env) are not set") in refused
-    assert "bin/gate sets the twin's rehearsal account" in refused and "Nothing was changed." in refused
+    assert "leave user_env/password_env out of this twin target" in refused and "Nothing was changed." in refused
     assert "phase 3: 0 applied, 0 skipped, 0 rolled back" in run.output
     # Phases 1 and 2 still remediate (their verification needs no account).
     assert incident.serving() == {NEW: 100} and OLD not in incident.revisions()
@@ -55,13 +56,15 @@ def test_plan_mode_shows_the_preflight_refusal(incident: Sandbox) -> None:
     incident.gate("-m", "phase1 or phase2", "--remediate", "--yes")  # so phases 1-2 pass and 3 is planned
     writes = incident.writes()
     journal = incident.journal()
-    run = incident.gate("-m", "phase3", "--remediate=plan", unset=tuple(REHEARSAL_ACCOUNT))
+    run = incident.gate("-m", "phase3", "--remediate=plan", targets=incident.targets_naming_account(),
+                        unset=tuple(ACCOUNT_VARIABLES))
     note = "NOTE: --remediate would be refused now: phase 3 remediation refused before any change"
     (refused,) = [line for line in run.output.splitlines() if line.startswith(note)]
-    assert "GOLDENPATH_SIM_USER and GOLDENPATH_SIM_PASSWORD" in refused
+    assert "GP_REHEARSAL_USER and GP_REHEARSAL_PASSWORD" in refused
     assert f"[phase 3] {BACKEND}: roll out" in run.output and f"[phase 3] {AUTH}: roll out" in run.output
     assert incident.writes() == writes and incident.journal() == journal
-    # With the account the preflight passes, and the plan says nothing of a refusal.
+    # With the account (the twin's own: the sim target names no variables) the preflight passes, and
+    # the plan says nothing of a refusal.
     ok = incident.gate("-m", "phase3", "--remediate=plan")
     assert f"[phase 3] {BACKEND}: roll out" in ok.output and note not in ok.output, ok.output
     verdict = json.loads((incident.reports / "verdict.json").read_text())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from goldenpath import reporthtml
-from selftest.conftest import REHEARSAL_ACCOUNT, ROOT, Sandbox
+from selftest.conftest import ROOT, Sandbox
 
 CHROMIUM = Path(os.environ.get("GOLDENPATH_CHROMIUM", "/usr/bin/chromium"))
 FAILED = "test_single_active_revision[netra-backend-staging]"
@@ -107,10 +107,9 @@ def test_report_is_self_contained_and_renders(incident: Sandbox, tmp_path: Path)
 def test_bin_report_keeps_the_gate_exit_code(incident: Sandbox, tmp_path: Path) -> None:
     """`bin/report` itself: the gate fails on the incident, the report is still made, the exit code is 1."""
     reports = tmp_path / "reports"
-    # `--opt=value`: pytest would take a separate value of an option from conftest as a test path.
-    proc = subprocess.run([str(ROOT / "bin" / "report"), f"--targets-file={incident.targets}", "--target=sim",
+    proc = subprocess.run([str(ROOT / "bin" / "report"), "--targets-file", str(incident.targets), "--target=sim",
                            "-m", "phase1"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL, env={**os.environ, **REHEARSAL_ACCOUNT,
+                          stdin=subprocess.DEVNULL, env={**os.environ,
                                                          "GOLDENPATH_REPORTS": str(reports)})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out

@@ -70,6 +70,13 @@ def _golden_path(world: Store) -> dict[str, Any]:
     return {**DEFAULT_GOLDEN_PATH, **world.state.get("golden_path", {})}
 
 
+def rehearsal_account(world: Store) -> dict[str, str]:
+    """The account the auth service accepts (a scenario value, not a secret): the gate's twin target
+    logs in with it, so plain pytest needs no exported variable."""
+    gp = _golden_path(world)
+    return {"user": gp["user"], "password": gp["password"]}
+
+
 # ---- the platform: routing a request to a revision ------------------------------------------------
 
 

@@ -111,6 +111,7 @@ class World(Store):
             **logging.status(self),
             **_monitoring_status(self),
             "data_plane": {name: s["hosts"] for name, s in st["services"].items()},
+            "rehearsal_account": dataplane.rehearsal_account(self),
             "requests": st["requests"],
         }
 

@@ -139,9 +139,10 @@ def _phase3(target: Target, changes: Sequence[Change], env: Mapping[str, str]) -
                               "\"https://…/auth/login\", user_env = \"…\", password_env = \"…\" }.")
     else:
         reads.probes.append(("the Golden Path's login_url", gp.login_url))
-        missing = [v for v in (gp.user_env, gp.password_env) if not env.get(v)]
+        missing = [] if target.twin_account else [v for v in (gp.user_env, gp.password_env) if v and not env.get(v)]
         if missing:
-            hint = (" (bin/gate sets the twin's rehearsal account for this target)" if target.is_twin else "")
+            hint = (" (or leave user_env/password_env out of this twin target to use the twin's own rehearsal "
+                    "account)" if target.is_twin else "")
             reads.problems.append(
                 f"the Golden Path's test account is missing: the environment variable(s) {' and '.join(missing)} "
                 f"(golden_path.user_env / password_env) are not set, so 'Golden Path validation passes "
