@@ -31,7 +31,7 @@ def _env(value: Any, keep: frozenset[str]) -> Any:
         return {k: v if k in keep else HIDDEN for k, v in value.items()}
     if not isinstance(value, (list, tuple)):
         return value
-    out = []
+    out: list[Any] = []
     for item in value:
         if isinstance(item, dict) and "name" in item:  # the API's EnvVar (a valueSource has no value)
             hide = "value" in item and item["name"] not in keep

@@ -23,12 +23,12 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+from google.api import metric_pb2
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3, vpcaccess_v1
-from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
-from google.api import metric_pb2
 from google.cloud.logging_v2.types import LogEntry
+from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 from google.logging.type import log_severity_pb2
 
 from goldenpath.config import APIS, Target
@@ -36,8 +36,7 @@ from goldenpath.errors import CheckError
 from goldenpath.gcp.monitoring import distribution_quantile
 from goldenpath.gcp.session import GcpSession
 from goldenpath.gcp.sqladmin import CloudSql
-from selftest.test_twin_contract import (discovery_doc, doc_method, google_error, normalised, ok, parse_operation,
-                                         unpack)
+from selftest.test_twin_contract import discovery_doc, doc_method, google_error, normalised, ok, parse_operation, unpack
 from selftest.twinproc import grpc_channel, running_twin
 from twin.server import ROUTES, ApiRoute
 
@@ -468,7 +467,9 @@ def _peer_cert(twin: Twin, host: str) -> dict[str, Any]:
     ctx = ssl.create_default_context(cafile=str(twin.home / "ca.pem"))
     with socket.create_connection(("127.0.0.1", twin.data_port), timeout=TIMEOUT) as raw, \
             ctx.wrap_socket(raw, server_hostname=host) as tls:
-        return tls.getpeercert()
+        cert = tls.getpeercert()
+    assert cert is not None, f"the twin served no certificate for {host}"  # (None only without a handshake)
+    return dict(cert)
 
 
 @pytest.mark.parametrize("host", [API_HOST, API_HOST_2])
@@ -525,7 +526,8 @@ def schema_problems(schema: dict[str, Any], value: Any, where: str = "") -> list
     if "$ref" in schema:
         schema = SQLADMIN["schemas"][schema["$ref"]]
     kind = "string" if schema.get("format") in ("int64", "uint64") else schema.get("type", "any")
-    types = {"string": str, "boolean": bool, "integer": int, "number": (int, float), "array": list, "object": dict}
+    types: dict[str, type | tuple[type, ...]] = {
+        "string": str, "boolean": bool, "integer": int, "number": (int, float), "array": list, "object": dict}
     if kind != "any" and not isinstance(value, types[kind]):
         return [f"{where}: {type(value).__name__}, not {kind}"]
     if kind == "array":

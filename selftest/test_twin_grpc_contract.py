@@ -63,7 +63,9 @@ class _StubRecorder:
     """Stands in for the transport's channel and records every stub the transport builds."""
 
     def __init__(self) -> None:
-        self.stubs: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+        # (serializer, deserializer): bound methods of the proto-plus message classes, read back by
+        # their __self__, which Callable does not declare.
+        self.stubs: dict[str, tuple[Any, Any]] = {}
 
     def unary_unary(self, path: str, request_serializer: Any = None, response_deserializer: Any = None,
                     **_: Any) -> Callable[..., Any]:
@@ -180,11 +182,12 @@ def twin(twin_server: Twin) -> Twin:
 def test_cloud_sql_over_grpc_is_unimplemented(twin: Twin, path: str) -> None:
     # A raw call (no client library's types): request bytes out (a string field 1, as a protobuf
     # request would start), a status back.
-    call = twin.channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = twin.channel.unary_unary(
+        path, request_serializer=None, response_deserializer=None)
     with pytest.raises(grpc.RpcError) as err:
         call(b"\x0a\x0dnetra-staging", timeout=TIMEOUT)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
-    assert "Received HTTP status code 404" in err.value.details()  # type: ignore[attr-defined]
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "Received HTTP status code 404" in (err.value.details() or "")
     assert path.split("/")[1] in REST_ONLY
     assert twin.status()["requests"]["by_method"] == {}  # a refused call is no Cloud SQL request
     # The instance is still served, on the REST face.
@@ -208,7 +211,8 @@ def test_num_backends_reads_the_incident(twin: Twin) -> None:
         assert ts.resource.type == "cloudsql_database"
         assert ts.resource.labels["database_id"] == f"{PROJECT}:{INSTANCE}"
         assert (ts.metric_kind, ts.value_type) == (MetricDescriptor.GAUGE, MetricDescriptor.INT64)
-        ends = [p.interval.end_time.timestamp() for p in ts.points]
+        # proto-plus reads a Timestamp field as a datetime; its annotations name the protobuf Timestamp
+        ends = [p.interval.end_time.timestamp() for p in ts.points]  # type: ignore[attr-defined]
         assert len(ends) >= 10
         assert ends == sorted(ends, reverse=True) and len(set(ends)) == len(ends)  # newest first
     assert sum(ts.points[-1].value.int64_value for ts in series) == 88

@@ -52,7 +52,7 @@ class Twin:
                                            client_options={"api_endpoint": self.endpoint})
         # Entries read come with Loggers, which would ask the GCE metadata server (up to 5 s, offline)
         # where they run unless given a resource (the gate's adapter does the same).
-        self.client.logger = functools.partial(self.client.logger, resource=cloud_logging.Resource(
+        self.client.logger = functools.partial(self.client.logger, resource=cloud_logging.Resource(  # type: ignore[method-assign]
             type="global", labels={"project_id": PROJECT}))
 
     def reset(self, scenario: str) -> None:

@@ -40,13 +40,14 @@ from google.cloud.monitoring_v3.services.alert_policy_service.transports import 
 from google.cloud.monitoring_v3.services.notification_channel_service.transports import (
     NotificationChannelServiceGrpcTransport,
 )
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from selftest.test_twin_contract import google_error, ok
 from selftest.twinproc import TwinProcess, grpc_channel, running_twin
 from twin import scenario as scenarios
-from twin.world import World
 from twin.grpcserver import RPCS
 from twin.server import ROUTES
+from twin.world import World
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "twin" / "scenarios"
@@ -391,7 +392,7 @@ def test_notification_channels_are_the_scenarios(twin: Twin) -> None:
     assert [c.name for c in listed] == [CHANNEL]
     got = twin.channels.get_notification_channel(name=CHANNEL, timeout=TIMEOUT)
     assert (got.type_, got.display_name, dict(got.labels), got.enabled) == (
-        "email", "SRE on-call email", {"email_address": "sre-oncall@netrasystems.ai"}, True)
+        "email", "SRE on-call email", {"email_address": "sre-oncall@netrasystems.ai"}, True)  # type: ignore[comparison-overlap]  # proto-plus reads a BoolValue field as a bool
     with pytest.raises(gexc.NotFound):
         twin.channels.get_notification_channel(name=f"{PARENT}/notificationChannels/NOPE", timeout=TIMEOUT)
     with pytest.raises(gexc.MethodNotImplemented):
@@ -411,7 +412,8 @@ def test_alert_policy_round_trip_with_the_real_client(twin: Twin) -> None:
     assert created.name.startswith(f"{PARENT}/alertPolicies/") and created.name.rsplit("/", 1)[-1].isdigit()
     condition = created.conditions[0].name
     assert condition.startswith(f"{created.name}/conditions/") and condition.rsplit("/", 1)[-1].isdigit()
-    assert created.enabled is True  # unset on write means enabled, and it is always populated on read
+    # unset on write means enabled, and it is always populated on read
+    assert created.enabled is True  # type: ignore[comparison-overlap]  # proto-plus reads a BoolValue field as a bool
     assert created.creation_record.mutate_time and created.creation_record.mutated_by
     assert created.mutation_record == created.creation_record
     assert list(created.notification_channels) == [CHANNEL]
@@ -527,16 +529,16 @@ def test_a_new_user_metric_in_updated_conditions_is_refused_other_fields_are_not
         threshold(f'{CLOUD_RUN} AND metric.type="{NEW_METRIC}"')])
     with pytest.raises(gexc.NotFound) as err:
         twin.alerts.update_alert_policy(alert_policy=conditions, timeout=TIMEOUT,
-                                        update_mask={"paths": ["conditions"]})
+                                        update_mask=FieldMask(paths=["conditions"]))
     assert err.value.message == NOT_YET
     renamed = twin.alerts.update_alert_policy(
         alert_policy=monitoring_v3.AlertPolicy(name=created.name, display_name="Renamed"), timeout=TIMEOUT,
-        update_mask={"paths": ["display_name"]})
+        update_mask=FieldMask(paths=["display_name"]))
     assert renamed.display_name == "Renamed"
 
     _until_propagated(twin, "backend_503s")
     updated = twin.alerts.update_alert_policy(alert_policy=conditions, timeout=TIMEOUT,
-                                              update_mask={"paths": ["conditions"]})
+                                              update_mask=FieldMask(paths=["conditions"]))
     assert NEW_METRIC in updated.conditions[0].condition_threshold.filter
 
 
@@ -557,9 +559,9 @@ def test_policy_on_a_user_metric_in_the_denominator_needs_it_too(twin: Twin) -> 
 def test_update_mask_updates_only_the_masked_field(twin: Twin) -> None:
     created = twin.create_policy(policy())
     change = monitoring_v3.AlertPolicy(name=created.name, enabled=False, display_name="Renamed")
-    updated = twin.alerts.update_alert_policy(alert_policy=change, update_mask={"paths": ["enabled"]},
+    updated = twin.alerts.update_alert_policy(alert_policy=change, update_mask=FieldMask(paths=["enabled"]),
                                               timeout=TIMEOUT)
-    assert updated.enabled is False
+    assert updated.enabled is False  # type: ignore[comparison-overlap]  # proto-plus reads a BoolValue field as a bool
     assert updated.display_name == created.display_name  # not in the mask: kept
     assert list(updated.conditions) == list(created.conditions)
     assert updated.documentation == created.documentation
@@ -580,13 +582,13 @@ def test_empty_update_mask_replaces_the_whole_policy(twin: Twin) -> None:
     assert updated.conditions[0].name == created.conditions[0].name
     assert updated.conditions[1].name.startswith(f"{created.name}/conditions/")
     assert updated.conditions[1].name != created.conditions[0].name
-    assert updated.creation_record == created.creation_record and updated.enabled is True
+    assert updated.creation_record == created.creation_record and updated.enabled is True  # type: ignore[comparison-overlap]  # proto-plus reads a BoolValue field as a bool
 
 
 def test_replaced_conditions_get_new_names(twin: Twin) -> None:
     created = twin.create_policy(policy())
     change = monitoring_v3.AlertPolicy(name=created.name, conditions=[threshold(REQUEST_COUNT, threshold_value=10)])
-    updated = twin.alerts.update_alert_policy(alert_policy=change, update_mask={"paths": ["conditions"]},
+    updated = twin.alerts.update_alert_policy(alert_policy=change, update_mask=FieldMask(paths=["conditions"]),
                                               timeout=TIMEOUT)
     assert updated.conditions[0].condition_threshold.threshold_value == 10
     assert updated.conditions[0].name != created.conditions[0].name
@@ -600,7 +602,7 @@ def test_update_mask_paths_are_checked(twin: Twin, paths: list[str], error: type
     created = twin.create_policy(policy())
     with pytest.raises(error):
         twin.alerts.update_alert_policy(alert_policy=monitoring_v3.AlertPolicy(name=created.name, enabled=False),
-                                        update_mask={"paths": paths}, timeout=TIMEOUT)
+                                        update_mask=FieldMask(paths=paths), timeout=TIMEOUT)
     assert twin.alerts.get_alert_policy(name=created.name, timeout=TIMEOUT) == created
 
 
@@ -608,12 +610,12 @@ def test_update_is_validated_and_needs_an_existing_policy(twin: Twin) -> None:
     created = twin.create_policy(policy())
     with pytest.raises(gexc.InvalidArgument):  # the result would have no display name
         twin.alerts.update_alert_policy(alert_policy=monitoring_v3.AlertPolicy(name=created.name),
-                                        update_mask={"paths": ["display_name"]}, timeout=TIMEOUT)
+                                        update_mask=FieldMask(paths=["display_name"]), timeout=TIMEOUT)
     with pytest.raises(gexc.NotFound):  # the result would notify a channel that does not exist
         twin.alerts.update_alert_policy(
             alert_policy=monitoring_v3.AlertPolicy(name=created.name,
                                                    notification_channels=[f"{PARENT}/notificationChannels/NOPE"]),
-            update_mask={"paths": ["notification_channels"]}, timeout=TIMEOUT)
+            update_mask=FieldMask(paths=["notification_channels"]), timeout=TIMEOUT)
     with pytest.raises(gexc.InvalidArgument):
         twin.alerts.update_alert_policy(alert_policy=monitoring_v3.AlertPolicy(display_name="x"), timeout=TIMEOUT)
     with pytest.raises(gexc.NotFound):
@@ -678,7 +680,7 @@ def test_writes_are_counted_and_a_read_only_pass_writes_nothing(twin: Twin) -> N
     twin.update_dashboard(board)
     created = twin.create_policy(policy())
     twin.alerts.update_alert_policy(alert_policy=monitoring_v3.AlertPolicy(name=created.name, enabled=False),
-                                    update_mask={"paths": ["enabled"]}, timeout=TIMEOUT)
+                                    update_mask=FieldMask(paths=["enabled"]), timeout=TIMEOUT)
     req = twin.status()["requests"]
     assert req["writes"] == 6
     for method in ("logging.projects.metrics.create", "logging.projects.metrics.update",

@@ -20,6 +20,7 @@ import pytest
 from google.api.metric_pb2 import MetricDescriptor
 from google.api_core import exceptions as gexc
 from google.cloud import monitoring_v3
+from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 
 from goldenpath.config import load as load_target
 from goldenpath.gcp.monitoring import Monitoring
@@ -45,7 +46,7 @@ class Twin:
     def __init__(self, proc: TwinProcess, control: httpx.Client, channel: Any) -> None:
         self.proc, self.control = proc, control
         self.metrics = monitoring_v3.MetricServiceClient(
-            transport=monitoring_v3.services.metric_service.transports.MetricServiceGrpcTransport(channel=channel))
+            transport=MetricServiceGrpcTransport(channel=channel))
 
     def reset(self, scenario: str = SCENARIO) -> None:
         resp = self.control.post("/_twin/reset", params={"scenario": scenario})
@@ -79,7 +80,9 @@ def twin(twin_server: Twin) -> Twin:
 
 
 def ends(ts: monitoring_v3.TimeSeries) -> list[float]:
-    return [p.interval.end_time.timestamp() for p in ts.points]
+    # proto-plus hands a Timestamp field out as a datetime (DatetimeWithNanoseconds); the generated
+    # annotations name the protobuf Timestamp.
+    return [p.interval.end_time.timestamp() for p in ts.points]  # type: ignore[attr-defined]
 
 
 def value(point: monitoring_v3.Point) -> float:
@@ -136,7 +139,7 @@ def test_a_point_is_invisible_until_the_lag_has_passed(twin: Twin, tmp_path: Pat
 
 def test_sum_across_databases_equals_the_instance_total(twin: Twin) -> None:
     end = float(int(time.time()))
-    agg = dict(alignment_period={"seconds": PERIOD}, per_series_aligner=Aligner.ALIGN_MEAN,
+    agg: dict[str, Any] = dict(alignment_period={"seconds": PERIOD}, per_series_aligner=Aligner.ALIGN_MEAN,
                group_by_fields=["resource.labels.database_id"])
     # The count first: a period whole at that read is whole at the next (points only get published).
     [count] = twin.series(end=end, cross_series_reducer=Reducer.REDUCE_COUNT, **agg)
@@ -151,7 +154,7 @@ def test_sum_across_databases_equals_the_instance_total(twin: Twin) -> None:
     assert ends(total) == sorted(ends(total), reverse=True)
     assert all((end - t) % PERIOD == 0 for t in ends(total)) and ends(total)[0] > end - TIMING.metric_lag_seconds - 2 * PERIOD
     databases = {ends(count)[i]: value(p) for i, p in enumerate(count.points)}
-    complete = [value(p) for p in total.points if databases.get(p.interval.end_time.timestamp()) == 3]
+    complete = [value(p) for p in total.points if databases.get(p.interval.end_time.timestamp()) == 3]  # type: ignore[attr-defined]  # as in ends()
     assert len(complete) >= 10 and set(complete) == {88.0}
 
 

@@ -170,7 +170,7 @@ def test_the_lint_fails_on_a_broken_copy(actionlint: Callable[..., subprocess.Co
 # --- the safety properties, from the parsed YAML --------------------------------------------------
 
 @pytest.fixture(scope="module")
-def workflow() -> dict[str, Any]:
+def workflow() -> dict[Any, Any]:  # keys may be YAML 1.1 booleans (`on`)
     return yaml.safe_load(WORKFLOW.read_text())
 
 
@@ -202,8 +202,8 @@ def _strings(node: Any) -> Iterator[str]:
         yield str(node)
 
 
-def test_runs_nightly_and_on_demand_only(workflow: dict[str, Any]) -> None:
-    triggers = workflow.get("on", workflow.get(True))     # YAML 1.1 reads a bare `on` as true
+def test_runs_nightly_and_on_demand_only(workflow: dict[Any, Any]) -> None:
+    triggers = workflow["on"] if "on" in workflow else workflow[True]  # YAML 1.1 reads a bare `on` as true
     assert set(triggers) == {"schedule", "workflow_dispatch"}
     assert [len(entry["cron"].split()) for entry in triggers["schedule"]] == [5]
     assert workflow["concurrency"]["group"] and workflow["concurrency"]["cancel-in-progress"] is False

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 DEFAULT_HOME = Path(os.environ.get("GOLDENPATH_TWIN_HOME", Path(__file__).resolve().parent.parent / ".twin"))
 DEFAULT_CONTROL = "127.0.0.1:18780"
@@ -38,7 +38,7 @@ REFUSED, BAD_INPUT = 1, 4
 STOP_DEADLINE = 15.0  # seconds a twin gets to exit after SIGTERM before it is killed
 # On a stop, requests still in flight (a delayed answer, a server-side wait) get this long to finish
 # before they are cancelled, so a stop is never held up by a long injected delay.
-GRACEFUL_SECONDS = 3.0
+GRACEFUL_SECONDS = 3  # whole seconds: uvicorn.Config declares an int
 PROC = Path("/proc")
 
 
@@ -138,7 +138,7 @@ def _running(home: Path) -> dict[str, Any] | None:
     return None  # unreachable: _refuse exits
 
 
-def _refuse(message: str, code: int = REFUSED) -> None:
+def _refuse(message: str, code: int = REFUSED) -> NoReturn:
     print(message, file=sys.stderr)
     raise SystemExit(code)
 

@@ -13,7 +13,8 @@ from typing import Any
 from google.cloud import run_v2
 from google.cloud.logging_v2.types import LogEntry
 
-_RUN_TYPES = {"service": run_v2.Service, "revision": run_v2.Revision}
+# Any: proto-plus message classes get `meta` from their metaclass, which proto-plus does not declare.
+_RUN_TYPES: dict[str, Any] = {"service": run_v2.Service, "revision": run_v2.Revision}
 
 
 def _roundtrip(message_type: Any, body: dict[str, Any]) -> dict[str, Any]:

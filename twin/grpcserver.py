@@ -231,7 +231,7 @@ class RestOnly(grpc.GenericRpcHandler):
     request stays undecoded bytes, so no client library's types are needed."""
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        service = handler_call_details.method.lstrip("/").split("/", 1)[0]  # type: ignore[attr-defined]
+        service = handler_call_details.method.lstrip("/").split("/", 1)[0]
         return grpc.unary_unary_rpc_method_handler(_rest_only) if service in REST_ONLY else None
 
 

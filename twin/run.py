@@ -322,7 +322,7 @@ def update_service(
         updated["scaling"] = body["scaling"]
     op: dict[str, Any] = {"kind": "update_service", "service": name, "done": False}
     duration = world.state["timing"]["deploy_seconds"]
-    if template_changed:
+    if template_changed and new_template is not None:  # (the second test only narrows the type)
         rollout = world.state.get("rollout", {})
         # A name the template gives is the new revision's (a name already taken never is: that
         # revision would be replaced, which Cloud Run never does).

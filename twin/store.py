@@ -113,10 +113,11 @@ def check_schema(doc: dict[str, Any], schema: dict[str, Any], value: Any, where:
     if not isinstance(value, ok):
         raise ApiError(400, "INVALID_ARGUMENT",
                        f"Invalid JSON payload received. Invalid value at '{where}' ({kind}): {json.dumps(value)}")
-    if kind == "array":
+    # (the isinstance tests repeat the one above for the type checker: `ok` is a runtime tuple)
+    if kind == "array" and isinstance(value, list):
         for i, item in enumerate(value):
             check_schema(doc, schema.get("items", {}), item, f"{where}[{i}]")
-    elif kind == "object":
+    elif kind == "object" and isinstance(value, dict):
         props, extra = schema.get("properties", {}), schema.get("additionalProperties")
         for key, item in value.items():
             if key in props:

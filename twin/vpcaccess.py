@@ -50,7 +50,7 @@ THROUGHPUT_MBPS = {"f1-micro": 50, "e2-micro": 100, "e2-standard-4": 1600}
 MIN_INSTANCES = (2, 9)
 MAX_INSTANCES = (3, 10)
 # What an unset field becomes, on create and on a patch that replaces it (the API's documented defaults).
-DEFAULTS = {"machineType": "e2-micro", "minInstances": 2, "maxInstances": 10}
+DEFAULTS: dict[str, Any] = {"machineType": "e2-micro", "minInstances": 2, "maxInstances": 10}
 
 # The fields a patch may change, by their JSON name; updateMask paths may use either spelling.
 MODIFIABLE = ("machineType", "minInstances", "maxInstances", "minThroughput", "maxThroughput")

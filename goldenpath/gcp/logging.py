@@ -73,7 +73,8 @@ class CloudLogging:
         # library's helpers never pass: bound it here, before the entries and metrics helpers (built
         # lazily) take hold of it.
         connection = client._connection
-        connection.api_request = self._bounded(connection.api_request)
+        # (mypy: replacing a method on this one instance is the point)
+        connection.api_request = self._bounded(connection.api_request)  # type: ignore[method-assign]
         # Each entry read comes with a Logger for its log, and a Logger without a resource asks the
         # GCE metadata server where it runs (two requests of up to 5 s each off Google Cloud, per log
         # per read). The gate writes no entries: give those Loggers the global resource instead.
@@ -83,7 +84,7 @@ class CloudLogging:
         def logger(name: str, *, labels: dict[str, str] | None = None, resource: Any = None) -> Any:
             return make_logger(name, labels=labels, resource=resource or here)
 
-        client.logger = logger
+        client.logger = logger  # type: ignore[method-assign]  # this client only, as above
         return client
 
     def _bounded(self, api_request: Callable[..., Any]) -> Callable[..., Any]:

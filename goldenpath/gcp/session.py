@@ -233,7 +233,7 @@ class GcpSession:
 
         with self.call(api, method, resource, write=not read):
             if read:
-                return self.read_retry()(attempt)()  # type: ignore[no-any-return]
+                return self.read_retry()(attempt)()
             return attempt(self.target.timeouts.api_seconds)
 
     def grpc_transport(self, api: str, transport_cls: Any) -> Any:
@@ -518,5 +518,5 @@ def _from_discovery(exc: Exception) -> Exception:
         status = json.loads(getattr(exc, "content", b"") or b"{}").get("error", {}).get("status", "")
     except (ValueError, AttributeError):
         status = ""
-    mapped.status_name = status if isinstance(status, str) else ""  # type: ignore[attr-defined]
+    mapped.status_name = status if isinstance(status, str) else ""
     return mapped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -103,7 +104,7 @@ def connector_metrics(cpu: tuple[float, ...] = (), instances: tuple[int, ...] = 
                             throughput=tuple((at[i], v) for i, v in enumerate(mbps)))
 
 
-CLEAN = dict(cpu=(0.3, 0.31, 0.29), instances=(4, 4, 4), mbps=(900, 905, 880))
+CLEAN: dict[str, Any] = dict(cpu=(0.3, 0.31, 0.29), instances=(4, 4, 4), mbps=(900, 905, 880))
 
 
 def certificate(*domains: str, status: str = "ACTIVE", expires_in_days: float | None = 60,

@@ -120,8 +120,10 @@ def test_a_stale_lock_is_taken_over_only_when_asked(target: Any, tmp_path: Path,
     assert alive(HOST, pid) is False
     with pytest.raises(Locked, match="stale remediation lock.*--recover.*--break-lock"):
         lock.acquire(False)
-    assert lock.acquire(False, takeover=frozenset({"run-1"})).run == "run-1"  # --recover of that run
+    recovered = lock.acquire(False, takeover=frozenset({"run-1"}))
+    assert recovered is not None and recovered.run == "run-1"  # --recover of that run
     lock.release()
     lock.path.write_text(json.dumps({"run": "run-1", "identity": "alice", "host": HOST, "pid": pid,
                                      "started": "then", "journal": "j"}))
-    assert lock.acquire(True).run == "run-1"  # --break-lock
+    broken = lock.acquire(True)
+    assert broken is not None and broken.run == "run-1"  # --break-lock

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
 from goldenpath.config import APIS, Target
-from goldenpath.observations import Burst, Sample, RevisionState, ServiceObservation, ServiceState, TrafficShare
+from goldenpath.observations import Burst, RevisionState, Sample, ServiceObservation, ServiceState, TrafficShare
 from goldenpath.remediation.change import Change, render_plan
 from goldenpath.remediation.phase1 import DELETE, ROUTE, manual, plan
 
@@ -26,7 +26,7 @@ BASE = f"projects/{PROJECT}/locations/{REGION}/services"
 # ---- builders ------------------------------------------------------------------------------
 
 def target(credentials: str = "adc") -> Target:
-    data = {"project": PROJECT, "region": REGION, "credentials": credentials,
+    data: dict[str, Any] = {"project": PROJECT, "region": REGION, "credentials": credentials,
             "services": [{"name": SVC}, {"name": "auth-service-staging"}]}
     if credentials == "anonymous":
         data["endpoints"] = {api: "http://127.0.0.1:1" for api in APIS}

@@ -98,7 +98,7 @@ def for_service(changes: list[Change], name: str) -> Change:
 
 
 def pairs(env: Any) -> list[tuple[str, str]]:
-    return [tuple(e) for e in env]  # type: ignore[misc]
+    return [tuple(e) for e in env]
 
 
 # ---- the incident ----------------------------------------------------------------------------
@@ -197,10 +197,10 @@ def test_planning_does_not_touch_the_observation() -> None:
 # ---- idempotency and restraint ---------------------------------------------------------------
 
 def compliant() -> Phase3Observation:
-    backend_env = [{"name": "LOG_LEVEL", "value": "info"}, {"name": "DEMO_MODE", "value": "0"},
+    backend_env: list[dict[str, Any]] = [{"name": "LOG_LEVEL", "value": "info"}, {"name": "DEMO_MODE", "value": "0"},
                    {"name": "API_KEY", "valueSource": SECRET}, {"name": "VPC_CONNECTOR_TIMEOUT", "value": "600"},
                    {"name": "DATABASE_TIMEOUT", "value": "600"}]
-    auth_env = [{"name": "DEMO_MODE", "value": "0"}]
+    auth_env: list[dict[str, Any]] = [{"name": "DEMO_MODE", "value": "0"}]
     return observe((service(BACKEND, backend_env, (BACKEND_REV, 100)), revision(BACKEND, BACKEND_REV, plain(backend_env))),
                    (service(AUTH, auth_env, (AUTH_REV, 100)), revision(AUTH, AUTH_REV, plain(auth_env))))
 

@@ -32,6 +32,8 @@ def _twin_imports(path: Path) -> tuple[set[str], list[str]]:
         top.update(names(node))
         if not isinstance(node, (ast.Import, ast.ImportFrom)):
             for inner in ast.walk(node):
+                if not isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    continue  # (only imports name modules; and only they carry a lineno for the message)
                 deferred += [f"{path.name}:{inner.lineno} imports {n}" for n in names(inner)]
     return top, deferred
 
