@@ -12,6 +12,7 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, Callable, Coroutine, TypeVar
 
 from goldenpath.config import Service, Target
 from goldenpath import definitions
@@ -28,6 +29,11 @@ from goldenpath.observations import (
     Phase3Observation, Phase4Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
 )
 from goldenpath.probes import http, journey, tls, websocket
+from goldenpath.trail import logger
+
+LOG = logger("observe")
+
+T = TypeVar("T")
 
 
 class Observer:
@@ -50,23 +56,44 @@ class Observer:
 
     def phase1(self) -> dict[str, ServiceObservation]:
         if self._phase1 is None:
-            self._phase1 = asyncio.run(self._gather_phase1())
+            self._phase1 = self._gather(1, self._gather_phase1)
+        else:
+            LOG.debug("phase 1: observations reused (nothing changed since they were gathered)")
         return self._phase1
 
     def phase2(self) -> Phase2Observation:
         if self._phase2 is None:
-            self._phase2 = asyncio.run(self._gather_phase2())
+            self._phase2 = self._gather(2, self._gather_phase2)
+        else:
+            LOG.debug("phase 2: observations reused (nothing changed since they were gathered)")
         return self._phase2
 
     def phase3(self) -> Phase3Observation:
         if self._phase3 is None:
-            self._phase3 = asyncio.run(self._gather_phase3())
+            self._phase3 = self._gather(3, self._gather_phase3)
+        else:
+            LOG.debug("phase 3: observations reused (nothing changed since they were gathered)")
         return self._phase3
 
     def phase4(self) -> Phase4Observation:
         if self._phase4 is None:
-            self._phase4 = asyncio.run(self._gather_phase4())
+            self._phase4 = self._gather(4, self._gather_phase4)
+        else:
+            LOG.debug("phase 4: observations reused (nothing changed since they were gathered)")
         return self._phase4
+
+    def _gather(self, phase: int, gather: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run one phase's concurrent gathering, with its start, end and timing in the trail."""
+        LOG.info("phase %d: gathering observations", phase)
+        t0, calls = time.perf_counter(), len(self.session.calls)
+        try:
+            result = asyncio.run(gather())
+        except Exception as exc:
+            LOG.warning("phase %d: gathering failed after %.3f s: %s", phase, time.perf_counter() - t0, exc)
+            raise
+        LOG.info("phase %d: observations gathered in %.3f s (%d calls and probes)", phase,
+                 time.perf_counter() - t0, len(self.session.calls) - calls)
+        return result
 
     def definitions(self) -> definitions.Definitions:
         """Phase 4's monitoring definitions, filled for this target (read once)."""
@@ -105,6 +132,7 @@ class Observer:
 
     def invalidate(self) -> None:
         """Forget what was seen: called after every mutation, so nothing is judged on stale data."""
+        LOG.debug("observations invalidated: the next look reads the target again")
         self._phase1 = None
         self._phase2 = None
         self._phase3 = None

@@ -7,6 +7,7 @@ message names the API, the resource and what to do, instead of a transport trace
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -16,6 +17,11 @@ from typing import Any, Callable, Iterator
 from goldenpath.config import Target
 from goldenpath.errors import CheckError, ConfigError, GoldenpathError, NotYetUsable, OutcomeUnknown
 from goldenpath.observations import ApiCall
+from goldenpath.trail import logger
+
+# The trail of the API calls: one record per call (DEBUG for a read, INFO for a write), per retried
+# attempt and per operation poll, in goldenpath.gcp.<api>; retries of any call in goldenpath.gcp.retry.
+RETRY_LOG = logger("gcp.retry")
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -124,11 +130,12 @@ class GcpSession:
         # polling an unreadable operation until the operation's own deadline (ten minutes).
         return BoundedRetry(initial=0.2, maximum=5.0, multiplier=2.0, timeout=self.target.timeouts.api_seconds,
                             predicate=transient, ends_at=ends_at, attempt_seconds=self.target.timeouts.api_seconds,
-                            watch=watch)
+                            watch=watch, label="operations.get (a poll)")
 
     def operation_started(self, api: str, operation: str) -> None:
         """A write's long-running operation is known: tell whoever journals writes (the lead's
         remediation runner sets ``on_operation``) before waiting on it."""
+        logger(f"gcp.{api}").info("%s operation started: %s", api, operation or "(unnamed)")
         if self.on_operation is not None and operation:
             self.on_operation(api, operation)
 
@@ -142,11 +149,16 @@ class GcpSession:
         from google.api_core import retry
 
         watch = AttemptWatch()
+        log = logger(f"gcp.{api or 'wait'}")
+        polls = [0]
 
         def once() -> Any:
+            polls[0] += 1
             try:
                 result = poll()
             except CheckError as exc:
+                log.debug("%s: poll %d of %s could not be read (%s), %.3f s into the wait", what, polls[0],
+                          operation or "(unnamed)", describe_error(root_cause(exc)), watch.elapsed())
                 watch.failed(exc)
                 # Unreadable for api_seconds in a row: stop; the caller reads the resource instead.
                 if transient(root_cause(exc)) and watch.failing_since is not None \
@@ -156,7 +168,10 @@ class GcpSession:
                     raise self.unfinished(api, operation, what, watch) from None
                 raise
             watch.succeeded()
-            if not done(result):
+            finished = done(result)
+            log.debug("%s: poll %d of %s: %s, %.3f s into the wait", what, polls[0], operation or "(unnamed)",
+                      "done" if finished else "not done yet", watch.elapsed())
+            if not finished:
                 raise NotDone(what)
             return result
 
@@ -258,6 +273,8 @@ class GcpSession:
         outer = getattr(self._current, "retried", None)
         retried: list[str] = []
         self._current.retried = retried
+        outer_what = getattr(self._current, "what", None)
+        self._current.what = (api, method, resource, t0)
         try:
             yield
         except GoldenpathError as exc:  # already an operator's message (a nested call's, a refusal)
@@ -268,13 +285,23 @@ class GcpSession:
             raise self._explain(api, method, resource, exc, time.perf_counter() - t0, write) from exc
         finally:
             self._current.retried = outer
+            self._current.what = outer_what
+            seconds = time.perf_counter() - t0
             with self._lock:
-                self.calls.append(ApiCall(api, method, resource, time.perf_counter() - t0, outcome, tuple(retried)))
+                self.calls.append(ApiCall(api, method, resource, seconds, outcome, tuple(retried)))
+            logger(f"gcp.{api}").log(logging.INFO if write else logging.DEBUG, "%s %s %s: %s in %.3f s%s",
+                                     api, method, resource, outcome, seconds,
+                                     f" (retried after {', '.join(retried)})" if retried else "")
 
     def _note_retry(self, exc: Exception) -> None:
         retried = getattr(self._current, "retried", None)
         if retried is not None:
             retried.append(describe_error(exc))
+        what = getattr(self._current, "what", None)
+        if what is not None:
+            api, method, resource, t0 = what
+            logger(f"gcp.{api}").debug("%s %s %s: attempt %d failed with %s, %.3f s into the call; retrying", api, method,
+                                       resource, len(retried or ()), describe_error(exc), time.perf_counter() - t0)
 
     def _explain(self, api: str, method: str, resource: str, exc: Exception, seconds: float = 0.0,
                  write: bool = False) -> Exception:
@@ -466,10 +493,13 @@ class BoundedRetry:
     def __init__(self, *, predicate: Callable[[Exception], bool], initial: float, maximum: float,
                  multiplier: float, timeout: float | None, ends_at: float | None = None,
                  attempt_seconds: float | None = None, on_error: Callable[[Exception], Any] | None = None,
-                 watch: AttemptWatch | None = None) -> None:
+                 watch: AttemptWatch | None = None, label: str | None = None) -> None:
         self.predicate, self.initial, self.maximum, self.multiplier = predicate, initial, maximum, multiplier
         self.timeout, self.ends_at, self.attempt_seconds = timeout, ends_at, attempt_seconds
         self.on_error, self.watch = on_error, watch
+        # label: log every attempt under this name (an operation's polls, which no call record
+        # shows one by one); a read's retries are logged by its session's on_error instead
+        self.label = label
 
     def __call__(self, func: Callable[..., Any],
                  on_error: Callable[[Exception], Any] | None = None) -> Callable[..., Any]:
@@ -481,17 +511,26 @@ class BoundedRetry:
             ends_at = min(t for t in (self.ends_at, None if self.timeout is None else now + self.timeout)
                           if t is not None) if (self.ends_at, self.timeout) != (None, None) else now
             watch = self.watch
+            attempts = [0]
 
             def attempt() -> Any:
                 left = ends_at - time.monotonic()
                 if self.attempt_seconds is not None:
                     left = min(left, self.attempt_seconds)
+                attempts[0] += 1
+                t0 = time.perf_counter()
                 try:
                     result = func(*args, **{**kwargs, "timeout": max(MIN_ATTEMPT_SECONDS, left)})
                 except Exception as exc:
+                    if self.label:
+                        RETRY_LOG.debug("%s: attempt %d failed after %.3f s: %s (%s)", self.label, attempts[0],
+                                        time.perf_counter() - t0, describe_error(exc),
+                                        "retried while time is left" if self.predicate(exc) else "not retried")
                     if watch is not None:
                         watch.failed(exc)
                     raise
+                if self.label:
+                    RETRY_LOG.debug("%s: attempt %d ok in %.3f s", self.label, attempts[0], time.perf_counter() - t0)
                 if watch is not None:
                     watch.succeeded()
                 return result

@@ -10,6 +10,9 @@ import httpx
 
 from goldenpath.observations import Burst, HttpCheck, Sample
 from goldenpath.probes import resolve
+from goldenpath.trail import logger
+
+LOG = logger("probes")
 
 
 async def burst(url: str, size: int, *, resolve_map: Mapping[str, str], ca_bundle: str | None,
@@ -18,7 +21,10 @@ async def burst(url: str, size: int, *, resolve_map: Mapping[str, str], ca_bundl
     started = time.time()
     async with resolve.client(resolve_map, ca_bundle, timeout, connections=size) as client:
         samples = await asyncio.gather(*(_one(client, url) for _ in range(size)))
-    return Burst(url=url, started=started, samples=tuple(samples))
+    result = Burst(url=url, started=started, samples=tuple(samples))
+    LOG.info("http burst GET ×%d %s: %s in %.3f s (slowest answer %.3f s)", size, url, result.statuses(),
+             time.time() - started, max((s.seconds for s in samples), default=0.0))
+    return result
 
 
 async def _one(client: httpx.AsyncClient, url: str) -> Sample:
@@ -48,6 +54,7 @@ async def check(url: str, *, resolve_map: Mapping[str, str], ca_bundle: str | No
         try:
             resp = await client.get(url)
         except httpx.HTTPError as exc:
+            LOG.info("http GET %s: no answer (%s) after %.3f s", url, type(exc).__name__, time.perf_counter() - t0)
             return HttpCheck(url, None, time.perf_counter() - t0, None, _why(exc) or type(exc).__name__)
         seconds = time.perf_counter() - t0
     try:
@@ -56,4 +63,6 @@ async def check(url: str, *, resolve_map: Mapping[str, str], ca_bundle: str | No
         body = {}
     body = body if isinstance(body, dict) else {}
     detail = body.get("cause") or body.get("error")
+    LOG.info("http GET %s: %d%s in %.3f s", url, resp.status_code,
+             f" ({body.get('status')}{': ' + str(detail) if detail else ''})" if body.get("status") else "", seconds)
     return HttpCheck(url, resp.status_code, seconds, body.get("status"), str(detail) if detail else None)

@@ -16,6 +16,9 @@ import httpx
 from goldenpath.observations import GoldenPathResult
 from goldenpath.probes import resolve
 from goldenpath.probes.websocket import cause, open_ws
+from goldenpath.trail import hide, logger
+
+LOG = logger("probes")
 
 
 async def walk(*, login_url: str, ws_url: str, user: str, password: str, message: str, final_event: str,
@@ -26,6 +29,7 @@ async def walk(*, login_url: str, ws_url: str, user: str, password: str, message
     events: list[str] = []
 
     secrets: list[str] = [password, user]
+    hide(password)  # the trail masks it too, wherever it might turn up
 
     def failed(leg: str, why: str) -> GoldenPathResult:
         # A service may echo what it was sent: never let the credentials or the token through. Mask
@@ -35,11 +39,16 @@ async def walk(*, login_url: str, ws_url: str, user: str, password: str, message
         return GoldenPathResult(False, leg, why[:300], legs, tuple(events))
 
     try:
-        return await _walk(login_url, ws_url, user, password, message, final_event, deadline, resolve_map,
-                           ca_bundle, timeout, t0, legs, events, secrets, failed)
+        result = await _walk(login_url, ws_url, user, password, message, final_event, deadline, resolve_map,
+                             ca_bundle, timeout, t0, legs, events, secrets, failed)
     except Exception as exc:  # a surprise must not carry the credentials into a traceback
-        return failed("response" if "websocket_open" in legs else "websocket" if "login" in legs else "login",
-                      f"unexpected {type(exc).__name__}")
+        result = failed("response" if "websocket_open" in legs else "websocket" if "login" in legs else "login",
+                        f"unexpected {type(exc).__name__}")
+    # legs and the (already masked) reason only: never the user, the password or the token
+    LOG.info("golden path %s → %s: %s in %.3f s (legs: %s)", login_url, ws_url,
+             "ok" if result.ok else f"failed at {result.failed_leg}: {result.cause}", time.perf_counter() - t0,
+             ", ".join(f"{k} {v:.3f} s" for k, v in legs.items()) or "none")
+    return result
 
 
 async def _walk(login_url: str, ws_url: str, user: str, password: str, message: str, final_event: str,
@@ -60,6 +69,7 @@ async def _walk(login_url: str, ws_url: str, user: str, password: str, message: 
     if not token:
         return failed("login", f"{login_url} answered 200 without an access_token in a JSON body")
     secrets.append(str(token))
+    hide(str(token))
 
     try:
         async with open_ws(ws_url, resolve_map=resolve_map, ca_bundle=ca_bundle, timeout=timeout,

@@ -14,6 +14,9 @@ import httpcore
 import httpx
 
 from goldenpath.config import parse_address
+from goldenpath.trail import logger
+
+LOG = logger("probes")
 
 
 class ResolvingBackend(httpcore.AsyncNetworkBackend):
@@ -33,6 +36,9 @@ class ResolvingBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         ip, real_port = self.target(host, port)
+        if (ip, real_port) != (host, port):
+            LOG.debug("resolve %s:%d → connect to %s:%d (the target's resolve map; SNI and Host stay %s)",
+                      host, port, ip, real_port, host)
         return await self._inner.connect_tcp(ip, real_port, timeout, local_address, socket_options)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from datetime import datetime, timezone
 from typing import Mapping
 
@@ -16,12 +17,24 @@ from cryptography import x509
 
 from goldenpath.observations import TlsResult
 from goldenpath.probes.resolve import ResolvingBackend, ssl_context
+from goldenpath.trail import logger
+
+LOG = logger("probes")
 
 
 async def handshake(domain: str, *, port: int = 443, resolve_map: Mapping[str, str], ca_bundle: str | None,
                     timeout: float) -> TlsResult:
     ip, real_port = ResolvingBackend(resolve_map).target(domain, port)
     address = f"{ip}:{real_port}"
+    t0 = time.perf_counter()
+    result = await _handshake(domain, ip, real_port, address, ca_bundle, timeout)
+    LOG.info("tls handshake %s via %s: %s in %.3f s", domain, address,
+             "verified" if result.verified else result.error, time.perf_counter() - t0)
+    return result
+
+
+async def _handshake(domain: str, ip: str, real_port: int, address: str, ca_bundle: str | None,
+                     timeout: float) -> TlsResult:
     error = None
     try:
         der = await _peer_cert(ip, real_port, domain, ssl_context(ca_bundle), timeout)

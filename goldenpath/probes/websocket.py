@@ -19,6 +19,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from goldenpath.observations import WsResult
 from goldenpath.probes.resolve import ResolvingBackend, ssl_context
+from goldenpath.trail import logger
+
+LOG = logger("probes")
 
 
 @asynccontextmanager
@@ -60,8 +63,10 @@ async def ping(url: str, *, resolve_map: Mapping[str, str], ca_bundle: str | Non
                 while True:
                     answer = json.loads(await ws.recv())
                     if answer.get("type") == "pong":
+                        LOG.info("websocket ping %s: pong in %.3f s", url, time.perf_counter() - t0)
                         return WsResult(True, None, time.perf_counter() - t0)
     except Exception as exc:  # every failure is a finding, reported by its cause
+        LOG.info("websocket ping %s: %s after %.3f s", url, cause(exc), time.perf_counter() - t0)
         return WsResult(False, cause(exc), time.perf_counter() - t0)
 
 

@@ -18,7 +18,10 @@ from goldenpath.errors import GoldenpathError, NotYetUsable, transient, unproces
 from goldenpath.remediation import preflight
 from goldenpath.remediation.change import LANDED, NOT_LANDED, UNKNOWN, Change, Found
 from goldenpath.remediation.journal import Journal, change_fields
+from goldenpath.trail import logger
 from goldenpath.verdict import Status, Verdict
+
+LOG = logger("remediation")
 
 Mode = Literal["off", "plan", "apply"]
 # A write that failed transiently and, read back, did not land is tried again this many times.
@@ -142,8 +145,10 @@ class Runner:
         A phase that changed something ends with a ``phase.end`` record, written only when it got
         to its end: a run stopped before (killed, interrupted) leaves its applied changes open for
         the next run to find (:mod:`goldenpath.remediation.interrupted`)."""
-        mark = len(self.journal.records)
+        mark, t0 = len(self.journal.records), time.perf_counter()
         out = self._run(mode, earlier)
+        LOG.info("phase %d remediation (%s) ended in %.3f s: %s", self.remedy.phase, mode, time.perf_counter() - t0,
+                 "; ".join(out.lines()))
         if len(self.journal.records) > mark:
             self.journal.write("phase.end", phase=self.remedy.phase, applied=len(out.applied),
                                rolled_back=len(out.rolled_back), unknown=len(out.unknown),
@@ -153,11 +158,13 @@ class Runner:
     def _run(self, mode: Mode, earlier: list[Verdict] | None) -> Outcome:
         plan = self.remedy.plan()
         out = Outcome(self.remedy.phase, mode, plan, manual=self.remedy.manual())
+        LOG.info("phase %d plan (%s): %s", self.remedy.phase, mode, "; ".join(c.summary for c in plan) or "nothing to change")
         if mode == "apply":
             # One remediation at a time, from its first look on: a plan made while another run
             # changes the target would be stale before it is applied.
             held = self.guard() if self.guard else None
             if held:
+                LOG.warning("phase %d: refused by the lock/guard: %s", self.remedy.phase, held)
                 out.refused = held
                 return out
         # Inconclusive is not a pass: an earlier phase that cannot be shown to hold blocks too.
@@ -167,11 +174,13 @@ class Runner:
                            "is inconclusive "
                            f"(runbook: DO NOT SKIP STEPS): {'; '.join(v.reason for v in failing[:3])}. Fix that "
                            "phase first (e.g. pytest -m phase1 --remediate).")
+            LOG.warning("phase %d: %s", self.remedy.phase, out.refused)
             if mode == "apply":
                 return out
         # Preflight: never change what cannot be verified (credentials, target keys, endpoints).
         if mode != "off" and plan and not out.refused and (problems := self.remedy.preflight()):
             out.refused = preflight.refusal(self.remedy.phase, problems)
+            LOG.warning("phase %d: preflight refused: %s", self.remedy.phase, out.refused)
             return out
         if mode != "apply" or not plan:
             return out
@@ -180,6 +189,7 @@ class Runner:
 
         for change in immediate:
             if change.needs_consent and not self.consent:
+                LOG.info("skip %s: %s", change.summary, consent_reason(change))
                 out.skipped.append((change, consent_reason(change)))
                 continue
             if not self._apply(change, out):
@@ -199,6 +209,7 @@ class Runner:
             self.remedy.invalidate()
             out.verification = self._verify(out.applied or deferred, final=False)
             failed = [v for v in out.verification if v.status is Status.FAIL]
+            LOG.info("phase %d verification: %s", self.remedy.phase, "; ".join(v.line() for v in out.verification))
             if failed and out.applied:
                 restored = self._roll_back(out) if self.rollback_enabled else False
                 if not self.rollback_enabled:
@@ -251,15 +262,20 @@ class Runner:
         for attempt in range(1, WRITE_RETRIES + 2):
             operations: list[str] = []
             self._watch(change, operations)
+            LOG.info("apply %s (attempt %d) on %s", change.summary, attempt, change.resource)
+            LOG.debug("apply %s: payload %s", change.summary, change.payload, extra={"keep_env": self.journal.keep_env})
+            t0 = time.perf_counter()
             try:
                 result = executor.apply(change)
             except NotYetUsable as exc:
                 # Refused, so not applied (and nothing to roll back); the run goes on with the rest.
+                LOG.info("pending %s: %s", change.summary, exc)
                 self.journal.write("apply.pending", change, error=str(exc), attempts=exc.attempts)
                 out.pending.append((change, str(exc)))
                 return True
             except Exception as exc:  # any failure, expected or not, ends in a journal line and a re-read
                 error = _describe(exc)
+                LOG.warning("apply %s failed after %.3f s: %s", change.summary, time.perf_counter() - t0, error)
                 self.journal.write("apply.failed", change, error=error, attempt=attempt,
                                    operation=operations[-1] if operations else "")
                 found = self._reconcile(change, "apply.reconciled", operations)
@@ -273,6 +289,7 @@ class Runner:
                 retry = transient(exc) if change.idempotent else unprocessed(exc)
                 if found.state == NOT_LANDED and retry and attempt <= WRITE_RETRIES:
                     delay = next(backoff)
+                    LOG.info("retry %s in %.1f s: it did not land and the error was transient", change.summary, delay)
                     self.journal.write("apply.retry", change, attempt=attempt + 1, after_seconds=delay)
                     time.sleep(delay)
                     continue
@@ -290,6 +307,7 @@ class Runner:
             finally:
                 self._watch(change, None)
                 self.remedy.invalidate()  # whatever happened, what was seen before is stale
+            LOG.info("applied %s in %.3f s", change.summary, time.perf_counter() - t0)
             self.journal.write("apply.after", change, after=result)
             self._results[id(change)] = result
             out.applied.append(change)
@@ -315,6 +333,7 @@ class Runner:
             found = self.remedy.executor(change.step).reconcile(change)
         except Exception as exc:
             found = Found(UNKNOWN, f"it could not be read back: {_describe(exc)}")
+        LOG.info("%s %s: %s (%s)", event, change.summary, found.state, found.detail)
         self.journal.write(event, change, found=found.state, detail=found.detail,
                            operation=operations[-1] if operations else "")
         return found
@@ -327,6 +346,7 @@ class Runner:
             self.journal.write("rollback.impossible", change, detail=change.why)
         if not reversible:
             return False
+        LOG.info("rolling back %d change(s), newest first: %s", len(reversible), "; ".join(c.summary for c in reversible))
         for change in reversible:
             if self._undo(change, out):
                 out.rolled_back.append(change)
@@ -337,6 +357,7 @@ class Runner:
                 restored, detail = self.remedy.executor(change.step).restored(change)
             except Exception as exc:
                 restored, detail = False, f"could not check: {exc}"
+            LOG.info("rollback of %s %s: %s", change.summary, "verified" if restored else "NOT verified", detail)
             self.journal.write("rollback.verified" if restored else "rollback.unverified", change, detail=detail)
             if not restored:
                 ok = False
@@ -348,6 +369,7 @@ class Runner:
         """Roll one change back, journaled; a failed call is read back like any other: the
         rollback may have landed (the resource is in its before-state) or not."""
         executor = self.remedy.executor(change.step)
+        LOG.info("roll back %s on %s", change.summary, change.resource)
         self.journal.write("rollback.before", change, restore=change.before)
         backoff = _backoff()
         for attempt in range(1, WRITE_RETRIES + 2):
@@ -357,6 +379,7 @@ class Runner:
                 result = executor.rollback(change, self._results.get(id(change), {}))
             except Exception as exc:
                 error = _describe(exc)
+                LOG.warning("rollback of %s failed: %s", change.summary, error)
                 self.journal.write("rollback.failed", change, error=error, attempt=attempt,
                                    operation=operations[-1] if operations else "")
                 found = self._reconcile(change, "rollback.reconciled", operations)
@@ -366,6 +389,7 @@ class Runner:
                 if found.state == LANDED and transient(exc) and attempt <= WRITE_RETRIES:
                     self._results[id(change)] = found.result  # a fresh etag for the next try
                     delay = next(backoff)
+                    LOG.info("retry the rollback of %s in %.1f s", change.summary, delay)
                     self.journal.write("rollback.retry", change, attempt=attempt + 1, after_seconds=delay)
                     time.sleep(delay)
                     continue
