@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from selftest.conftest import REHEARSAL_ACCOUNT, SCENARIOS, Sandbox
+from selftest.conftest import REHEARSAL_PASSWORD, SCENARIOS, Sandbox
 
 ALL_PHASES = "phase1 or phase2 or phase3"
 PLANTED = "planted-env-value-5c1d9e"
@@ -43,5 +43,5 @@ def test_debug_trail_shows_calls_probes_and_decisions_and_no_secret(incident: Sa
     assert re.search(r"goldenpath\.remediation:\S+ apply .*: payload .*\['STRIPE_KEY', '<redacted>'\]", out), \
         [ln for ln in out.splitlines() if ': payload' in ln][:6]
     assert PLANTED not in out
-    assert REHEARSAL_ACCOUNT["GOLDENPATH_SIM_PASSWORD"] not in out
+    assert REHEARSAL_PASSWORD not in out
     assert "Bearer ey" not in out
