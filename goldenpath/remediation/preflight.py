@@ -174,7 +174,7 @@ def _credentials(target: Target, session: GcpSession) -> list[str]:
     if target.credentials != "adc":
         return []
     try:
-        session.credentials
+        _ = session.credentials  # read only to fail on a missing credential now
     except ConfigError as exc:
         return [str(exc)]
     return []
