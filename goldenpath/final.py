@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from goldenpath.criteria.confirmation import ITEMS, all_of
+from goldenpath.criteria.confirmation import RECORDS, all_of
 from goldenpath.verdict import Verdict
 
 SCHEMA = "goldenpath.verdict/1"
@@ -42,6 +42,12 @@ class TestResult:
     test: str       # the pytest node id
     outcome: str    # passed | failed | inconclusive | error | skipped
     message: str
+    title: str = ""  # the runbook item and its subject ("Single active Cloud Run revision: netra-backend-staging")
+
+    @property
+    def name(self) -> str:
+        """What an operator reads: the title; the test's name for a test without a record."""
+        return self.title or self.test.split("::")[-1]
 
 
 @dataclass
@@ -69,15 +75,22 @@ def checklist(confirmed: dict[str, list[Verdict]]) -> list[Item]:
     """One line per Success Confirmation item; an item with several verdicts (per service or
     endpoint) is as good as its worst."""
     out = []
-    for key, title in ITEMS.items():
+    for record in RECORDS:
+        key, title = record.id, record.title
         verdicts = confirmed.get(key, [])
         if not verdicts:
             out.append(Item(key, title, "not checked", "", "not part of this run (select -m confirmation)"))
             continue
-        v = verdicts[0] if len(verdicts) == 1 else all_of(key, title, verdicts)
-        value = v.evidence.get("value", "") if len(verdicts) == 1 else \
-            "; ".join(x.evidence.get("value", x.status.value) for x in verdicts)
-        out.append(Item(key, title, v.status.value, str(value), v.reason.removeprefix(f"{title}: ")))
+        if len(verdicts) == 1:
+            v = verdicts[0]
+            out.append(Item(key, title, v.status.value, v.value, v.reason))
+            continue
+        # Several verdicts (one per service): the worst decides; the reason is the worst ones' reasons.
+        combined = all_of(key, title, verdicts)
+        worst = [x for x in verdicts if x.status is combined.status] if not combined.passed else []
+        reason = "; ".join(x.reason for x in worst) if worst else f"all {len(verdicts)} pass"
+        out.append(Item(key, title, combined.status.value, "; ".join(x.value or x.status.value for x in verdicts),
+                        reason))
     return out
 
 
@@ -90,7 +103,7 @@ def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequ
         return "ESCALATE", escalations[0]
     failed = [t for t in tests if t.outcome == "failed"]
     if failed:
-        names = ", ".join(t.test.split("::")[-1] for t in failed[:3]) + (" …" if len(failed) > 3 else "")
+        names = ", ".join(t.name for t in failed[:3]) + (" …" if len(failed) > 3 else "")
         noun = "criterion" if len(failed) == 1 else "criteria"
         return "FAIL", f"{len(failed)} {noun} failed ({names}): {_first(failed[0].message)}"
     failed_items = [i for i in items if i.status == "fail"]

@@ -12,7 +12,7 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from goldenpath.config import Service, Target
 from goldenpath import definitions
@@ -36,7 +36,23 @@ LOG = logger("observe")
 T = TypeVar("T")
 
 
+async def gather_named(**reads: Awaitable[Any]) -> dict[str, Any]:
+    """Run every read at once; their results by name (a new observation is one more keyword)."""
+    results = await asyncio.gather(*reads.values())
+    return dict(zip(reads, results))
+
+
+def none(value: Any = None) -> Awaitable[Any]:
+    """A read that is not made (its target key is not configured): ``value`` at once."""
+    return asyncio.sleep(0, result=value)
+
+
 class Observer:
+    # The named observation sources criteria records judge (Criterion.observation): each is a
+    # method of the Observer and a session fixture of the same name (fixtures/remediation.py,
+    # fixtures/confirmation.py).
+    SOURCES = ("phase1", "phase2", "phase3", "phase4", "clean_window")
+
     def __init__(self, target: Target, session: GcpSession | None = None, journal: Path | None = None) -> None:
         self.target = target
         self.session = session or GcpSession(target)
@@ -178,19 +194,22 @@ class Observer:
                 self._connector_metrics(t.connector.name, metric_since, changed))
             return conn, using, log, metrics
 
+        async def tls_all() -> dict[str, TlsResult]:
+            results = await asyncio.gather(*(self._handshake(d) for d in t.domains))
+            return {r.domain: r for r in results}
+
         db = t.database
         changed = self.last_change(f"projects/{t.project}/instances/{db.instance}") if db else None
-        (conn, using, log, metrics), instance, backends, cert, *tls = await asyncio.gather(
-            connector(),
-            asyncio.to_thread(self.sql.get, db.instance) if db else asyncio.sleep(0, result=None),
-            self._backends(db.instance, db.metric_alignment_seconds, changed) if db else asyncio.sleep(0, result=None),
-            asyncio.to_thread(self.compute.certificate, t.certificate.name) if t.certificate
-            else asyncio.sleep(0, result=None),
-            *(self._handshake(d) for d in t.domains),
+        seen = await gather_named(
+            connector=connector(),
+            instance=asyncio.to_thread(self.sql.get, db.instance) if db else none(),
+            backends=self._backends(db.instance, db.metric_alignment_seconds, changed) if db else none(),
+            certificate=asyncio.to_thread(self.compute.certificate, t.certificate.name) if t.certificate else none(),
+            tls=tls_all(),
         )
-        return Phase2Observation(connector=conn, connector_users=using, instance=instance, backends=backends,
-                                 connector_log=log, certificate=cert, tls={r.domain: r for r in tls},
-                                 backends_since=changed, connector_metrics=metrics)
+        conn, using, log, metrics = seen.pop("connector")
+        return Phase2Observation(connector=conn, connector_users=using, connector_log=log, connector_metrics=metrics,
+                                 backends_since=changed, **seen)
 
     async def _backends(self, instance: str, alignment: int, changed: datetime | None) -> MetricSeries:
         """num_backends summed over the instance's databases; right after a change, wait (backing off)
@@ -301,13 +320,14 @@ class Observer:
         walk = None
         if not isinstance(creds, str) and t.golden_path and t.websocket:
             walk = self._journey(*creds)
-        per_service, checks, ws, walked = await asyncio.gather(
-            asyncio.gather(*(service(s.name) for s in t.services)),
-            asyncio.gather(*(self._check(u) for u in urls)),
-            websocket.ping_batch(t.websocket.url, t.websocket.batch, resolve_map=t.resolve, ca_bundle=ca,
-                                 timeout=t.websocket.timeout_seconds) if t.websocket else asyncio.sleep(0, result=()),
-            walk if walk is not None else asyncio.sleep(0, result=None),
+        seen = await gather_named(
+            per_service=asyncio.gather(*(service(s.name) for s in t.services)),
+            checks=asyncio.gather(*(self._check(u) for u in urls)),
+            websocket=websocket.ping_batch(t.websocket.url, t.websocket.batch, resolve_map=t.resolve, ca_bundle=ca,
+                                           timeout=t.websocket.timeout_seconds) if t.websocket else none(()),
+            golden_path=walk if walk is not None else none(),
         )
+        per_service, checks, ws, walked = seen["per_service"], seen["checks"], seen["websocket"], seen["golden_path"]
         if t.websocket:
             self.session.calls.append(ApiCall("wss", f"ping ×{len(ws)} (concurrent)", t.websocket.url, 0.0,
                                               f"{sum(r.ok for r in ws)} ok"))
@@ -337,18 +357,19 @@ class Observer:
         defs = self.definitions()
         names = [s.name for s in self.target.services]
         metric_names, dashboard_names = list(defs.log_metrics), list(defs.dashboards)
-        metrics, policies, channels, dashboards, services = await asyncio.gather(
-            asyncio.gather(*(asyncio.to_thread(self.logging.get_metric, m) for m in metric_names)),
-            asyncio.to_thread(self.monitoring.alert_policies),
-            asyncio.to_thread(self.monitoring.notification_channels),
-            asyncio.gather(*(asyncio.to_thread(self.dashboards.get, d) for d in dashboard_names)),
-            asyncio.gather(*(self._serving(n) for n in names)),
+        seen = await gather_named(
+            log_metrics=asyncio.gather(*(asyncio.to_thread(self.logging.get_metric, m) for m in metric_names)),
+            policies=asyncio.to_thread(self.monitoring.alert_policies),
+            channels=asyncio.to_thread(self.monitoring.notification_channels),
+            dashboards=asyncio.gather(*(asyncio.to_thread(self.dashboards.get, d) for d in dashboard_names)),
+            services=asyncio.gather(*(self._serving(n) for n in names)),
         )
+        services = seen.pop("services")
         return Phase4Observation(
-            log_metrics=dict(zip(metric_names, metrics)), policies=policies, channels=channels,
-            dashboards=dict(zip(dashboard_names, dashboards)),
+            log_metrics=dict(zip(metric_names, seen.pop("log_metrics"))),
+            dashboards=dict(zip(dashboard_names, seen.pop("dashboards"))),
             services={n: r[0] for n, r in zip(names, services)},
-            serving={n: r[1] for n, r in zip(names, services)},
+            serving={n: r[1] for n, r in zip(names, services)}, **seen,
         )
 
     async def _check(self, url: str) -> HttpCheck:

@@ -21,6 +21,12 @@ class Verdict:
     status: Status
     reason: str        # one sentence: what is true, and for a failure what was expected
     evidence: dict[str, Any] = field(default_factory=dict, compare=False)
+    # What was measured, short (the checklist's value column, a plan's summary): set by the judge, so
+    # nothing has to parse ``reason`` for it.
+    value: str = field(default="", compare=False)
+    # The measured value itself is one of the runbook's escalation triggers (e.g. database connections
+    # above 90 %). Part of the judgement, so it compares.
+    escalation: bool = False
 
     @property
     def passed(self) -> bool:

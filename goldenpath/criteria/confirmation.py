@@ -10,6 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Sequence
 
+from dataclasses import replace
+
+from goldenpath.criteria import BLOCKER, PER_SERVED_SERVICE, Criterion, Seen
+from goldenpath.criteria import phase2 as p2
+from goldenpath.criteria import phase3 as p3
 from goldenpath.observations import CleanWindow
 from goldenpath.verdict import Status, Verdict
 
@@ -52,8 +57,8 @@ def zero_503(w: CleanWindow, min_requests: int) -> Verdict:
 
     def verdict(status: Status, reason: str, clean: float) -> Verdict:
         return Verdict(ZERO_503, w.service, status, f"{w.service}: {reason}",
-                       {**evidence, "clean_seconds": round(clean, 1),
-                        "value": f"503-free for {duration(clean)} of {window} ({seen})"})
+                       {**evidence, "clean_seconds": round(clean, 1)},
+                       value=f"503-free for {duration(clean)} of {window} ({seen})")
 
     if log.errors_503 == 0:
         if log.total_seen < min_requests:
@@ -82,5 +87,43 @@ def all_of(item: str, subject: str, verdicts: Sequence[Verdict]) -> Verdict:
     worst = failed or unsure
     status = Status.FAIL if failed else Status.INCONCLUSIVE if unsure else Status.PASS
     reason = "; ".join(v.reason for v in worst) if worst else f"all {len(verdicts)} pass"
-    return Verdict(item, subject, status, f"{subject}: {reason}",
-                   {"parts": [v.line() for v in verdicts], "value": f"{sum(v.passed for v in verdicts)}/{len(verdicts)}"})
+    return Verdict(item, subject, status, f"{subject}: {reason}", {"parts": [v.line() for v in verdicts]},
+                   value=f"{sum(v.passed for v in verdicts)}/{len(verdicts)}",
+                   escalation=any(v.escalation for v in verdicts))
+
+
+# ---- the records: how each item is judged, on which observation ---------------------------------
+
+def _health(s: Seen, _: str) -> Verdict:
+    checks = list(s.obs.health.values())
+    verdict = all_of(HEALTH, "health endpoints", [p3.health_endpoint(h, s.th) for h in checks])
+    slowest = max((h.seconds for h in checks), default=0.0)
+    return replace(verdict, value=f"{verdict.value or '0/0'} answered 200 within {s.th.health_seconds:g} s, "
+                                  f"slowest {slowest:.2f} s")
+
+
+def _websocket(s: Seen, _: str) -> Verdict:
+    assert s.t.websocket is not None
+    results = s.obs.websocket
+    return replace(p3.websocket(s.t.websocket.url, results), value=f"{sum(r.ok for r in results)}/{len(results)} connected")
+
+
+def _golden_path(s: Seen, _: str) -> Verdict:
+    walk = s.obs.golden_path
+    value = ("not walked" if walk is None else f"breaks at {walk.failed_leg}" if not walk.ok
+             else f"login → AI response in {max(walk.legs.values()):.2f} s")
+    return replace(p3.golden_path(walk, s.obs.golden_path_problem), value=value)
+
+
+# Four items re-judge a phase's observation (measured once per session); the 503 window is its own.
+RECORDS = (
+    Criterion(HEALTH, None, ITEMS[HEALTH], BLOCKER, "phase3", _health),
+    Criterion(WEBSOCKET, None, ITEMS[WEBSOCKET], BLOCKER, "phase3", _websocket, needs=("websocket",)),
+    Criterion(ZERO_503, None, ITEMS[ZERO_503], BLOCKER, "clean_window",
+              lambda s, name: zero_503(s.obs[name], s.th.min_requests), per=PER_SERVED_SERVICE),
+    Criterion(DATABASE, None, ITEMS[DATABASE], BLOCKER, "phase2",
+              lambda s, _: p2.db_connections(s.obs.instance, s.obs.backends, s.th, s.obs.backends_since),
+              needs=("database",)),
+    Criterion(GOLDEN_PATH, None, ITEMS[GOLDEN_PATH], BLOCKER, "phase3", _golden_path),
+)
+BY_ID = {r.id: r for r in RECORDS}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from goldenpath.config import Thresholds
+from goldenpath.criteria import BLOCKER, CRITICAL, PER_SERVED_SERVICE, PER_SERVICE, Criterion, Seen
 from goldenpath.observations import Burst, RequestLog, RevisionState, ServiceObservation, ServiceState
 from goldenpath.verdict import Status, Verdict
 
@@ -137,21 +138,38 @@ def no_contention(svc: ServiceState, revisions: Sequence[RevisionState]) -> Verd
                    evidence)
 
 
+# Step kinds of goldenpath/remediation/phase1.py (the criteria name them; they do not import them).
+ROUTE, DELETE = "route-traffic", "delete-revision"
+
+RECORDS = (
+    Criterion(SINGLE_ACTIVE_REVISION, 1, TITLES[SINGLE_ACTIVE_REVISION], BLOCKER, "phase1",
+              lambda s, name: single_active_revision(s.obs[name].service), per=PER_SERVICE, steps=(ROUTE,)),
+    Criterion(NO_503, 1, TITLES[NO_503], BLOCKER, "phase1",
+              lambda s, name: no_503(s.obs[name].service, s.obs[name].burst, s.obs[name].request_log,
+                                     s.th), per=PER_SERVED_SERVICE, steps=(ROUTE,)),
+    Criterion(HEALTH_FAST, 1, TITLES[HEALTH_FAST], CRITICAL, "phase1",
+              lambda s, name: health_fast(s.obs[name].service, s.obs[name].burst, s.th),
+              per=PER_SERVED_SERVICE, steps=(ROUTE,)),
+    # Before the deletions the old revision still holds its minimum instances: judged finally only.
+    Criterion(NO_CONTENTION, 1, TITLES[NO_CONTENTION], CRITICAL, "phase1",
+              lambda s, name: no_contention(s.obs[name].service, s.obs[name].revisions), per=PER_SERVICE,
+              steps=(ROUTE, DELETE), verify="final"),
+)
+BY_ID = {r.id: r for r in RECORDS}
+
+
 def evaluate(observations: dict[str, ServiceObservation], thresholds: Thresholds,
              criteria: Sequence[str] | None = None, subjects: Sequence[str] | None = None) -> list[Verdict]:
-    """Every phase-1 verdict for the observed services (optionally only some criteria/services)."""
-    wanted = set(criteria or TITLES)
+    """Every phase-1 verdict for the observed services (optionally only some criteria/services),
+    from RECORDS: a service that was probed (it has a health URL, so a burst) is a served service."""
+    wanted = set(criteria or [r.id for r in RECORDS])
+    seen = Seen(None, observations, thresholds=thresholds)
     out: list[Verdict] = []
     for name, obs in observations.items():
         if subjects is not None and name not in subjects:
             continue
-        if SINGLE_ACTIVE_REVISION in wanted:
-            out.append(single_active_revision(obs.service))
-        if obs.burst is not None and obs.request_log is not None:
-            if NO_503 in wanted:
-                out.append(no_503(obs.service, obs.burst, obs.request_log, thresholds))
-            if HEALTH_FAST in wanted:
-                out.append(health_fast(obs.service, obs.burst, thresholds))
-        if NO_CONTENTION in wanted:
-            out.append(no_contention(obs.service, obs.revisions))
+        for r in RECORDS:
+            served = obs.burst is not None and obs.request_log is not None
+            if r.id in wanted and (r.per == PER_SERVICE or served):
+                out.append(r.judge(seen, name))
     return out

@@ -9,6 +9,8 @@ from goldenpath.config import CONNECTOR_THROUGHPUT_MBPS, Connector, Target, Thre
 from goldenpath.observations import (
     CertificateState, ConnectorLog, ConnectorMetrics, ConnectorState, MetricSeries, Phase2Observation, SqlInstanceState, TlsResult,
 )
+from goldenpath.criteria import BLOCKER, CRITICAL, PER_DOMAIN, Criterion, Seen
+from goldenpath.criteria import evaluate as derive
 from goldenpath.verdict import Status, Verdict
 
 CONNECTOR_READY = "connector_ready"
@@ -96,29 +98,34 @@ def db_connections(instance: SqlInstanceState, backends: MetricSeries, threshold
                 "aggregation": f"ALIGN_MEAN over {backends.period_seconds:g} s, REDUCE_SUM of {backends.series} "
                                "database series" if backends.period_seconds else "raw points"}
 
-    def verdict(status: Status, reason: str) -> Verdict:
-        return Verdict(DB_CONNECTIONS, instance.name, status, f"{instance.name}: {reason}", evidence)
+    def verdict(status: Status, value: str, more: str = "", escalation: bool = False) -> Verdict:
+        return Verdict(DB_CONNECTIONS, instance.name, status, f"{instance.name}: {value}{more}", evidence,
+                       value=value, escalation=escalation)
 
     if len(backends.points) < thresholds.min_points:
         return verdict(Status.INCONCLUSIVE,
                        f"only {len(backends.points)} num_backends points in the last {thresholds.metric_window_minutes} "
-                       f"min (at least {thresholds.min_points} needed); is the instance reporting metrics?")
+                       f"min", f" (at least {thresholds.min_points} needed); is the instance reporting metrics?")
     if limit is None:
-        return verdict(Status.INCONCLUSIVE, f"cannot tell max_connections from {source}; set the flag explicitly")
+        return verdict(Status.INCONCLUSIVE, f"cannot tell max_connections from {source}",
+                       "; set the flag explicitly")
     if since is not None and not backends.newest_after(since):
         return verdict(Status.INCONCLUSIVE,
-                       f"no num_backends point since the change at {since.strftime('%H:%M:%S UTC')} yet (newest "
-                       f"{backends.points[0][0].strftime('%H:%M:%S UTC')}); Cloud Monitoring lags a few minutes, "
-                       "run again shortly")
+                       f"no num_backends point since the change at {since.strftime('%H:%M:%S UTC')} yet",
+                       f" (newest {backends.points[0][0].strftime('%H:%M:%S UTC')}); Cloud Monitoring lags a few "
+                       "minutes, run again shortly")
     used = backends.latest or 0.0
     share = used / limit
     evidence["utilization"] = round(share, 4)
-    measured = f"{used:.0f} of {limit} connections in use ({share:.0%}, max_connections from {source}; " \
+    value = f"{used:.0f} of {limit} connections in use"
+    measured = f" ({share:.0%}, max_connections from {source}; " \
                f"peak {backends.peak:.0f} in the last {thresholds.metric_window_minutes} min)"
     if share >= thresholds.db_utilization:
-        above = f"; above the {thresholds.db_escalation:.0%} escalation trigger" if share > thresholds.db_escalation else ""
-        return verdict(Status.FAIL, f"{measured}{above}; expected below {thresholds.db_utilization:.0%}")
-    return verdict(Status.PASS, measured)
+        escalation = share > thresholds.db_escalation
+        above = f"; above the {thresholds.db_escalation:.0%} escalation trigger" if escalation else ""
+        return verdict(Status.FAIL, value, f"{measured}{above}; expected below {thresholds.db_utilization:.0%}",
+                       escalation)
+    return verdict(Status.PASS, value, measured)
 
 
 def no_connector_errors(log: ConnectorLog, metrics: ConnectorMetrics | None, conn: ConnectorState | None,
@@ -231,18 +238,38 @@ def certificate_valid(domain: str, cert: CertificateState, tls: TlsResult, min_d
                    + (f", valid {days} more days" if days is not None else ""), evidence)
 
 
+# Step kinds of goldenpath/remediation/phase2.py (the criteria name them; they do not import them).
+SCALE, RECREATE, FLAGS = "scale-connector", "recreate-connector", "set-database-flags"
+
+
+def _connector_ready(s: Seen, _: str) -> Verdict:
+    assert s.t.connector is not None
+    return connector_ready(s.obs.connector, s.t.connector)
+
+
+RECORDS = (
+    Criterion(CONNECTOR_READY, 2, TITLES[CONNECTOR_READY], BLOCKER, "phase2", _connector_ready,
+              needs=("connector",), steps=(SCALE, RECREATE), escalation="VPC connector cannot be restored",
+              observed=lambda s, _: s.obs.connector is not None),
+    Criterion(DB_CONNECTIONS, 2, TITLES[DB_CONNECTIONS], CRITICAL, "phase2",
+              lambda s, _: db_connections(s.obs.instance, s.obs.backends, s.th, s.obs.backends_since),
+              needs=("database",), steps=(FLAGS,), escalation="database connections remain above 90 %",
+              escalate_on_value=True, observed=lambda s, _: s.obs.instance is not None and s.obs.backends is not None),
+    Criterion(NO_CONNECTOR_ERRORS, 2, TITLES[NO_CONNECTOR_ERRORS], CRITICAL, "phase2",
+              lambda s, _: no_connector_errors(s.obs.connector_log, s.obs.connector_metrics, s.obs.connector, s.th),
+              needs=("connector",), steps=(SCALE,), observed=lambda s, _: s.obs.connector_log is not None),
+    # Nothing Phase 2 changes can mend a certificate: its remediation never judges it.
+    Criterion(CERTIFICATE_VALID, 2, TITLES[CERTIFICATE_VALID], CRITICAL, "phase2",
+              lambda s, domain: certificate_valid(domain, s.obs.certificate, s.obs.tls[domain],
+                                                  s.th.certificate_min_days),
+              needs=("certificate",), per=PER_DOMAIN, verify="never",
+              observed=lambda s, domain: s.obs.certificate is not None and domain in s.obs.tls,
+              manual="renew or re-provision the certificate so it is ACTIVE, covers every domain and is far from "
+                     "expiry (gcloud compute ssl-certificates describe / create), then run again"),
+)
+BY_ID = {r.id: r for r in RECORDS}
+
+
 def evaluate(obs: Phase2Observation, target: Target, criteria: list[str] | None = None) -> list[Verdict]:
     """Every phase-2 verdict the observation allows (optionally only some criteria)."""
-    wanted = set(criteria or TITLES)
-    th = target.thresholds
-    out: list[Verdict] = []
-    if CONNECTOR_READY in wanted and obs.connector and target.connector:
-        out.append(connector_ready(obs.connector, target.connector))
-    if DB_CONNECTIONS in wanted and obs.instance and obs.backends is not None:
-        out.append(db_connections(obs.instance, obs.backends, th, obs.backends_since))
-    if NO_CONNECTOR_ERRORS in wanted and obs.connector_log is not None:
-        out.append(no_connector_errors(obs.connector_log, obs.connector_metrics, obs.connector, th))
-    if CERTIFICATE_VALID in wanted and obs.certificate:
-        for domain, tls in obs.tls.items():
-            out.append(certificate_valid(domain, obs.certificate, tls, th.certificate_min_days))
-    return out
+    return derive(RECORDS, Seen(target, obs), criteria or None)

@@ -9,6 +9,8 @@ from goldenpath.config import Target, Thresholds
 from goldenpath.observations import (
     GoldenPathResult, HttpCheck, Phase3Observation, RevisionState, ServiceState, StartupLog, WsResult,
 )
+from goldenpath.criteria import BLOCKER, CRITICAL, PER_HEALTH_ENDPOINT, PER_SERVICE, Criterion, Seen
+from goldenpath.criteria import evaluate as derive
 from goldenpath.verdict import Status, Verdict
 
 WEBSOCKET = "websocket"
@@ -122,17 +124,33 @@ def configuration(service: ServiceState, serving: RevisionState | None, required
                    if required else f"{service.name}: the target requires no environment", evidence)
 
 
+# The step kind of goldenpath/remediation/phase3.py (the criteria name it; they do not import it).
+ROLLOUT = "rollout-config"
+
+
+def _websocket(s: Seen, _: str) -> Verdict:
+    assert s.t.websocket is not None
+    return websocket(s.t.websocket.url, s.obs.websocket)
+
+
+# In the order phase 3 judges them: each service's, then the target's.
+RECORDS = (
+    Criterion(CONFIGURATION, 3, TITLES[CONFIGURATION], CRITICAL, "phase3",
+              lambda s, name: configuration(s.obs.services[name], s.obs.serving[name], s.t.service(name).required_env),
+              per=PER_SERVICE, steps=(ROLLOUT,)),
+    Criterion(NO_STARTUP_ERRORS, 3, TITLES[NO_STARTUP_ERRORS], CRITICAL, "phase3",
+              lambda s, name: no_startup_errors(s.obs.services[name], s.obs.serving[name], s.obs.startup[name]),
+              per=PER_SERVICE, steps=(ROLLOUT,)),
+    Criterion(HEALTH_ENDPOINTS, 3, TITLES[HEALTH_ENDPOINTS], CRITICAL, "phase3",
+              lambda s, url: health_endpoint(s.obs.health[url], s.th), per=PER_HEALTH_ENDPOINT, steps=(ROLLOUT,)),
+    Criterion(WEBSOCKET, 3, TITLES[WEBSOCKET], BLOCKER, "phase3", _websocket, needs=("websocket",),
+              steps=(ROLLOUT,)),
+    Criterion(GOLDEN_PATH, 3, TITLES[GOLDEN_PATH], BLOCKER, "phase3",
+              lambda s, _: golden_path(s.obs.golden_path, s.obs.golden_path_problem), steps=(ROLLOUT,)),
+)
+BY_ID = {r.id: r for r in RECORDS}
+
+
 def evaluate(obs: Phase3Observation, target: Target, subjects: Sequence[str] | None = None) -> list[Verdict]:
     """Every phase-3 verdict; with ``subjects``, the per-service ones only for those services."""
-    out: list[Verdict] = []
-    for svc in target.services:
-        if subjects is not None and svc.name not in subjects:
-            continue
-        state = obs.services[svc.name]
-        out.append(configuration(state, obs.serving[svc.name], svc.required_env))
-        out.append(no_startup_errors(state, obs.serving[svc.name], obs.startup[svc.name]))
-        out += [health_endpoint(obs.health[url], target.thresholds) for url in svc.health_endpoints]
-    if target.websocket:
-        out.append(websocket(target.websocket.url, obs.websocket))
-    out.append(golden_path(obs.golden_path, obs.golden_path_problem))
-    return out
+    return derive(RECORDS, Seen(target, obs), services=subjects)

@@ -15,6 +15,8 @@ from goldenpath.config import Target
 from goldenpath.definitions import POLICY_LABEL, Definitions
 from goldenpath.observations import Phase4Observation, RevisionState
 from goldenpath.semantic import differences
+from goldenpath.criteria import CRITICAL, NORMAL, Criterion, Seen
+from goldenpath.criteria import evaluate as derive
 from goldenpath.verdict import Status, Verdict
 
 ERROR_MONITORING = "error_monitoring_active"
@@ -113,10 +115,12 @@ def _verdict(criterion: str, subject: str, problems: list[str], ok: str, evidenc
     """Fail on any problem; else inconclusive while something is ``waiting`` (what cannot be shown
     yet, e.g. a policy the API refuses until a new metric is usable); else pass."""
     if problems:
-        return Verdict(criterion, subject, Status.FAIL, f"{subject}: " + "; ".join([*problems, *waiting]), evidence)
+        found = "; ".join([*problems, *waiting])
+        return Verdict(criterion, subject, Status.FAIL, f"{subject}: {found}", evidence, value=found)
     if waiting:
-        return Verdict(criterion, subject, Status.INCONCLUSIVE, f"{subject}: " + "; ".join(waiting), evidence)
-    return Verdict(criterion, subject, Status.PASS, f"{subject}: {ok}", evidence)
+        found = "; ".join(waiting)
+        return Verdict(criterion, subject, Status.INCONCLUSIVE, f"{subject}: {found}", evidence, value=found)
+    return Verdict(criterion, subject, Status.PASS, f"{subject}: {ok}", evidence, value=ok)
 
 
 def _pending_line(label: str, why: str) -> str:
@@ -267,7 +271,34 @@ def widgets(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {w.get("title", ""): w for w in widgets}
 
 
+# Step kinds of goldenpath/remediation/phase4.py (the criteria name them; they do not import them).
+CREATE_METRIC, UPDATE_METRIC = "create-log-metric", "update-log-metric"
+CREATE_POLICY, UPDATE_POLICY = "create-alert-policy", "update-alert-policy"
+CREATE_DASHBOARD, UPDATE_DASHBOARD = "create-dashboard", "update-dashboard"
+AUTOSCALE = "autoscale-service"
+
+
+def _defs(s: Seen) -> Definitions:
+    assert s.defs is not None, "phase 4 is judged against its definitions"
+    return s.defs
+
+
+RECORDS = (
+    Criterion(ERROR_MONITORING, 4, TITLES[ERROR_MONITORING], CRITICAL, "phase4",
+              lambda s, _: error_monitoring(s.obs, _defs(s)), steps=(CREATE_METRIC, UPDATE_METRIC)),
+    Criterion(ALERT_POLICIES, 4, TITLES[ALERT_POLICIES], CRITICAL, "phase4",
+              lambda s, _: alert_policies(s.obs, _defs(s), s.t, s.require_channels, s.pending),
+              steps=(CREATE_POLICY, UPDATE_POLICY),
+              manual="create a notification channel and name it in targets.toml (see the criterion's message)"),
+    Criterion(CAPACITY, 4, TITLES[CAPACITY], NORMAL, "phase4",
+              lambda s, _: capacity(s.obs, _defs(s), s.t, s.pending),
+              steps=(CREATE_POLICY, UPDATE_POLICY, AUTOSCALE)),
+    Criterion(DASHBOARD, 4, TITLES[DASHBOARD], NORMAL, "phase4",
+              lambda s, _: dashboard(s.obs, _defs(s)), steps=(CREATE_DASHBOARD, UPDATE_DASHBOARD)),
+)
+BY_ID = {r.id: r for r in RECORDS}
+
+
 def evaluate(obs: Phase4Observation, defs: Definitions, target: Target, require_channels: bool = True,
              pending: Mapping[str, str] | None = None) -> list[Verdict]:
-    return [error_monitoring(obs, defs), alert_policies(obs, defs, target, require_channels, pending),
-            capacity(obs, defs, target, pending), dashboard(obs, defs)]
+    return derive(RECORDS, Seen(target, obs, defs, dict(pending or {}), require_channels))

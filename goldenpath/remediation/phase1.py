@@ -16,6 +16,7 @@ from typing import Any
 
 from goldenpath.config import Target
 from goldenpath.criteria import phase1 as criteria
+from goldenpath.criteria import verifiable
 from goldenpath.observations import ServiceObservation, TrafficShare
 from goldenpath.observe import Observer
 from goldenpath.gcp.run import tags_of
@@ -23,8 +24,7 @@ from goldenpath.remediation.change import LANDED, NOT_LANDED, Change, Found, com
 from goldenpath.remediation.remedy import ObservedRemedy, settled
 from goldenpath.verdict import Verdict
 
-ROUTE = "route-traffic"
-DELETE = "delete-revision"
+ROUTE, DELETE = criteria.ROUTE, criteria.DELETE
 TITLE = "Phase 1: Immediate Stabilization"
 
 
@@ -195,6 +195,7 @@ class DeleteRevision:
 class Phase1Remedy(ObservedRemedy):
     phase = 1
     title = TITLE
+    records = criteria.RECORDS
 
     def __init__(self, target: Target, observer: Observer) -> None:
         super().__init__(target, observer, {ROUTE: RouteTraffic(observer), DELETE: DeleteRevision(observer)})
@@ -209,7 +210,7 @@ class Phase1Remedy(ObservedRemedy):
         subjects = sorted({c.subject for c in changes})
         # Before the deletions, contention is expected to remain (the old revision still holds
         # its minimum instances); the final check includes it.
-        wanted = None if final else [criteria.SINGLE_ACTIVE_REVISION, criteria.NO_503, criteria.HEALTH_FAST]
+        wanted = verifiable(criteria.RECORDS, final)
         return criteria.evaluate(self.observer.phase1(), self.target.thresholds, wanted, subjects)
 
     def escalation(self, failed: list[Verdict], restored: bool) -> str:

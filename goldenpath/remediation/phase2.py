@@ -12,10 +12,11 @@ supported), so the connector change is treated as one-way and the report says so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from goldenpath.config import Target
 from goldenpath.criteria import phase2 as criteria
+from goldenpath.criteria import triggers, verifiable
 from goldenpath.observations import ConnectorState, Phase2Observation
 from goldenpath.observe import Observer
 from goldenpath.errors import CheckError
@@ -23,90 +24,114 @@ from goldenpath.remediation.change import NOT_LANDED, UNKNOWN, Change, Found, co
 from goldenpath.remediation.remedy import ObservedRemedy, settled
 from goldenpath.verdict import Verdict
 
-SCALE = "scale-connector"
-RECREATE = "recreate-connector"
-FLAGS = "set-database-flags"
+SCALE, RECREATE, FLAGS = criteria.SCALE, criteria.RECREATE, criteria.FLAGS
 TITLE = "Phase 2: Infrastructure Validation"
 RUNBOOK_MAX_INSTANCES = 20  # what the runbook's command asks for
 
 
 def plan(target: Target, obs: Phase2Observation) -> list[Change]:
-    changes: list[Change] = []
-    where = f"--region={target.region} --project={target.project}"
+    """Every planner's changes, in PLANNERS' order (the connector before the database)."""
+    return [c for planner in PLANNERS.values() for c in planner(target, obs)]
+
+
+def _where(target: Target) -> str:
+    return f"--region={target.region} --project={target.project}"
+
+
+def plan_recreate(target: Target, obs: Phase2Observation) -> list[Change]:
+    """A connector in state ERROR is deleted and created again with the target's capacity."""
     conn, want = obs.connector, target.connector
-    if conn is not None and want is not None:
-        users = ", ".join(obs.connector_users) or "no Cloud Run service of this target"
-        if conn.state == "ERROR":
-            spec = {**conn.raw, "minInstances": max(conn.min_instances, want.min_instances),
-                    "maxInstances": max(conn.max_instances, want.max_instances),
-                    "machineType": want.machine_type or conn.machine_type}
-            changes.append(Change(
-                phase=2, step=RECREATE, subject=conn.name, resource=conn.full_name,
-                summary=f"{conn.name}: recreate the connector (state ERROR)",
-                before={"state": conn.state}, after={"state": "READY", **{k: spec[k] for k in
-                                                                          ("minInstances", "maxInstances", "machineType")}},
-                reversible=False, destructive=True,
-                gcloud=(f"gcloud compute networks vpc-access connectors delete {conn.name} {where} --quiet && "
-                        f"gcloud compute networks vpc-access connectors create {conn.name} {where} "
-                        f"--network={spec.get('network', '')} --range={spec.get('ipCidrRange', '')} "
-                        f"--min-instances={spec['minInstances']} --max-instances={spec['maxInstances']} "
-                        f"--machine-type={spec['machineType']}"),
-                why=f"DESTRUCTIVE: while it is deleted and created again, {users} lose(s) egress through it "
-                    "(database and cache). The full connector spec is kept in the journal.",
-                payload={"connector": conn.name, "spec": spec},
-            ))
-        else:
-            fields: dict[str, Any] = {}
-            if conn.max_instances < want.max_instances:
-                fields["maxInstances"] = want.max_instances
-            if conn.min_instances < want.min_instances:
-                fields["minInstances"] = want.min_instances
-            if want.machine_type and conn.machine_type != want.machine_type:
-                fields["machineType"] = want.machine_type
-            if fields:
-                before = {"minInstances": conn.min_instances, "maxInstances": conn.max_instances,
-                          "machineType": conn.machine_type}
-                flags = " ".join(f"--{_kebab(k)}={v}" for k, v in sorted(fields.items()))
-                changes.append(Change(
-                    phase=2, step=SCALE, subject=conn.name, resource=conn.full_name,
-                    summary=f"{conn.name}: scale to {fields.get('minInstances', conn.min_instances)}-"
-                            f"{fields.get('maxInstances', conn.max_instances)} × "
-                            f"{fields.get('machineType', conn.machine_type)} (now {conn.min_instances}-"
-                            f"{conn.max_instances} × {conn.machine_type})",
-                    before=before, after={**before, **fields},
-                    reversible=False,
-                    gcloud=f"gcloud compute networks vpc-access connectors update {conn.name} {where} {flags}",
-                    why=(f"the runbook asks for --max-instances={RUNBOOK_MAX_INSTANCES}, which Serverless VPC Access "
-                         f"refuses (max instances 3-10, min 2-9): planned max {want.max_instances}"
-                         + (f" and machine type {want.machine_type} for the capacity instead" if "machineType" in fields
-                            else "")
-                         + "; one-way: instance counts cannot be lowered again, so this is not rolled back; "
-                           f"updateMask={','.join(sorted(fields))} so no other field is touched"),
-                    payload={"connector": conn.name, "fields": fields},
-                ))
+    if conn is None or want is None or conn.state != "ERROR":
+        return []
+    where = _where(target)
+    users = ", ".join(obs.connector_users) or "no Cloud Run service of this target"
+    spec = {**conn.raw, "minInstances": max(conn.min_instances, want.min_instances),
+            "maxInstances": max(conn.max_instances, want.max_instances),
+            "machineType": want.machine_type or conn.machine_type}
+    return [Change(
+        phase=2, step=RECREATE, subject=conn.name, resource=conn.full_name,
+        summary=f"{conn.name}: recreate the connector (state ERROR)",
+        before={"state": conn.state}, after={"state": "READY", **{k: spec[k] for k in
+                                                                  ("minInstances", "maxInstances", "machineType")}},
+        reversible=False, destructive=True,
+        gcloud=(f"gcloud compute networks vpc-access connectors delete {conn.name} {where} --quiet && "
+                f"gcloud compute networks vpc-access connectors create {conn.name} {where} "
+                f"--network={spec.get('network', '')} --range={spec.get('ipCidrRange', '')} "
+                f"--min-instances={spec['minInstances']} --max-instances={spec['maxInstances']} "
+                f"--machine-type={spec['machineType']}"),
+        why=f"DESTRUCTIVE: while it is deleted and created again, {users} lose(s) egress through it "
+            "(database and cache). The full connector spec is kept in the journal.",
+        payload={"connector": conn.name, "spec": spec},
+    )]
+
+
+def plan_scale(target: Target, obs: Phase2Observation) -> list[Change]:
+    """A working connector below the target's capacity is scaled up (one-way)."""
+    conn, want = obs.connector, target.connector
+    if conn is None or want is None or conn.state == "ERROR":
+        return []
+    fields: dict[str, Any] = {}
+    if conn.max_instances < want.max_instances:
+        fields["maxInstances"] = want.max_instances
+    if conn.min_instances < want.min_instances:
+        fields["minInstances"] = want.min_instances
+    if want.machine_type and conn.machine_type != want.machine_type:
+        fields["machineType"] = want.machine_type
+    if not fields:
+        return []
+    before = {"minInstances": conn.min_instances, "maxInstances": conn.max_instances,
+              "machineType": conn.machine_type}
+    flags = " ".join(f"--{_kebab(k)}={v}" for k, v in sorted(fields.items()))
+    return [Change(
+        phase=2, step=SCALE, subject=conn.name, resource=conn.full_name,
+        summary=f"{conn.name}: scale to {fields.get('minInstances', conn.min_instances)}-"
+                f"{fields.get('maxInstances', conn.max_instances)} × "
+                f"{fields.get('machineType', conn.machine_type)} (now {conn.min_instances}-"
+                f"{conn.max_instances} × {conn.machine_type})",
+        before=before, after={**before, **fields},
+        reversible=False,
+        gcloud=f"gcloud compute networks vpc-access connectors update {conn.name} {_where(target)} {flags}",
+        why=(f"the runbook asks for --max-instances={RUNBOOK_MAX_INSTANCES}, which Serverless VPC Access "
+             f"refuses (max instances 3-10, min 2-9): planned max {want.max_instances}"
+             + (f" and machine type {want.machine_type} for the capacity instead" if "machineType" in fields
+                else "")
+             + "; one-way: instance counts cannot be lowered again, so this is not rolled back; "
+               f"updateMask={','.join(sorted(fields))} so no other field is touched"),
+        payload={"connector": conn.name, "fields": fields},
+    )]
+
+
+def plan_flags(target: Target, obs: Phase2Observation) -> list[Change]:
+    """max_connections raised to the target's value, merged into the instance's other flags."""
     inst, db = obs.instance, target.database
     current_max = criteria.effective_max_connections(inst)[0] if inst is not None else None
     # Only ever raise it: a restart that lowers max_connections on a healthy instance is no fix.
-    if inst is not None and db is not None and db.max_connections is not None \
-            and current_max is not None and current_max < db.max_connections:
-        merged = _merge(inst.flags, "max_connections", str(db.max_connections))
-        others = [k for k, _ in inst.flags if k != "max_connections"]
-        flag_text = ",".join(f"{k}={v}" for k, v in merged)
-        changes.append(Change(
-            phase=2, step=FLAGS, subject=inst.name, resource=f"projects/{target.project}/instances/{inst.name}",
-            summary=f"{inst.name}: set max_connections {inst.flag('max_connections') or '(default)'} → "
-                    f"{db.max_connections}, keeping {len(others)} other flag(s)",
-            before={"databaseFlags": [{"name": k, "value": v} for k, v in inst.flags]},
-            after={"databaseFlags": [{"name": k, "value": v} for k, v in merged]},
-            reversible=True, restarts=True,
-            gcloud=f"gcloud sql instances patch {inst.name} --project={target.project} --database-flags={flag_text}",
-            why=(f"the runbook's --database-flags=max_connections={db.max_connections} would replace the whole flag "
-                 f"list and drop {', '.join(others) or 'nothing'}: merged instead; guarded by settingsVersion "
-                 f"{inst.settings_version}; max_connections needs a RESTART of the instance (brief downtime)"),
-            payload={"instance": inst.name, "flags": merged, "restore": list(inst.flags),
-                     "settings_version": inst.settings_version},
-        ))
-    return changes
+    if inst is None or db is None or db.max_connections is None or current_max is None \
+            or current_max >= db.max_connections:
+        return []
+    merged = _merge(inst.flags, "max_connections", str(db.max_connections))
+    others = [k for k, _ in inst.flags if k != "max_connections"]
+    flag_text = ",".join(f"{k}={v}" for k, v in merged)
+    return [Change(
+        phase=2, step=FLAGS, subject=inst.name, resource=f"projects/{target.project}/instances/{inst.name}",
+        summary=f"{inst.name}: set max_connections {inst.flag('max_connections') or '(default)'} → "
+                f"{db.max_connections}, keeping {len(others)} other flag(s)",
+        before={"databaseFlags": [{"name": k, "value": v} for k, v in inst.flags]},
+        after={"databaseFlags": [{"name": k, "value": v} for k, v in merged]},
+        reversible=True, restarts=True,
+        gcloud=f"gcloud sql instances patch {inst.name} --project={target.project} --database-flags={flag_text}",
+        why=(f"the runbook's --database-flags=max_connections={db.max_connections} would replace the whole flag "
+             f"list and drop {', '.join(others) or 'nothing'}: merged instead; guarded by settingsVersion "
+             f"{inst.settings_version}; max_connections needs a RESTART of the instance (brief downtime)"),
+        payload={"instance": inst.name, "flags": merged, "restore": list(inst.flags),
+                 "settings_version": inst.settings_version},
+    )]
+
+
+# The step kinds and their planners, listed once; the criteria records name the steps that fix them.
+PLANNERS: dict[str, Callable[[Target, Phase2Observation], list[Change]]] = {
+    RECREATE: plan_recreate, SCALE: plan_scale, FLAGS: plan_flags,
+}
 
 
 def _merge(flags: Any, name: str, value: str) -> list[tuple[str, str]]:
@@ -218,6 +243,7 @@ class SetDatabaseFlags:
 class Phase2Remedy(ObservedRemedy):
     phase = 2
     title = TITLE
+    records = criteria.RECORDS
 
     def __init__(self, target: Target, observer: Observer) -> None:
         super().__init__(target, observer, {SCALE: ScaleConnector(observer), RECREATE: RecreateConnector(observer),
@@ -226,19 +252,15 @@ class Phase2Remedy(ObservedRemedy):
     def plan(self) -> list[Change]:
         return plan(self.target, self.observer.phase2())
 
+    def judged(self) -> list[Verdict]:
+        return criteria.evaluate(self.observer.phase2(), self.target)
+
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
-        # Certificates are not something this phase changes; judge what it did change.
-        wanted = [criteria.CONNECTOR_READY, criteria.NO_CONNECTOR_ERRORS, criteria.DB_CONNECTIONS]
-        return criteria.evaluate(self.observer.phase2(), self.target, wanted)
+        # What this phase's steps can move (not the certificates): from the records.
+        return criteria.evaluate(self.observer.phase2(), self.target, verifiable(criteria.RECORDS, final))
 
     def escalation(self, failed: list[Verdict], restored: bool) -> str:
-        triggers = []
-        for v in failed:
-            if v.criterion == criteria.DB_CONNECTIONS and "escalation trigger" in v.reason:
-                triggers.append("database connections remain above 90 %")
-            if v.criterion == criteria.CONNECTOR_READY:
-                triggers.append("VPC connector cannot be restored")
-        head = ", ".join(triggers) or "Phase 2 did not verify"
+        head = ", ".join(triggers(criteria.RECORDS, failed)) or "Phase 2 did not verify"
         after = ("the database flags before the change were restored and verified" if restored
                  else "the state before the change could NOT be fully restored")
         return (f"{head} (runbook escalation trigger): {'; '.join(v.reason for v in failed)}. {after}; a connector "

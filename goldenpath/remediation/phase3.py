@@ -20,7 +20,7 @@ from goldenpath.remediation.remedy import ObservedRemedy
 from goldenpath.remediation.rollout import Rollout
 from goldenpath.verdict import Verdict
 
-ROLLOUT = "rollout-config"
+ROLLOUT = criteria.ROLLOUT
 TITLE = "Phase 3: Service Recovery"
 
 
@@ -59,6 +59,7 @@ def plan(target: Target, obs: Phase3Observation) -> list[Change]:
 class Phase3Remedy(ObservedRemedy):
     phase = 3
     title = TITLE
+    records = criteria.RECORDS
 
     def __init__(self, target: Target, observer: Observer) -> None:
         super().__init__(target, observer, {ROLLOUT: Rollout(observer)})

@@ -41,10 +41,10 @@ from goldenpath.remediation.rollout import Rollout
 from goldenpath.semantic import differences
 from goldenpath.verdict import Verdict
 
-CREATE_METRIC, UPDATE_METRIC = "create-log-metric", "update-log-metric"
-CREATE_POLICY, UPDATE_POLICY = "create-alert-policy", "update-alert-policy"
-CREATE_DASHBOARD, UPDATE_DASHBOARD = "create-dashboard", "update-dashboard"
-AUTOSCALE = "autoscale-service"
+CREATE_METRIC, UPDATE_METRIC = criteria.CREATE_METRIC, criteria.UPDATE_METRIC
+CREATE_POLICY, UPDATE_POLICY = criteria.CREATE_POLICY, criteria.UPDATE_POLICY
+CREATE_DASHBOARD, UPDATE_DASHBOARD = criteria.CREATE_DASHBOARD, criteria.UPDATE_DASHBOARD
+AUTOSCALE = criteria.AUTOSCALE
 TITLE = "Phase 4: Monitoring Setup"
 # Output fields a dashboard carries that are not part of what is written back.
 _DASHBOARD_OUTPUT = ("etag",)
@@ -149,7 +149,7 @@ def _dashboards(target: Target, obs: Phase4Observation, defs: Definitions) -> li
         previous = {k: v for k, v in actual.items() if k not in _DASHBOARD_OUTPUT}
         out.append(Change(
             phase=4, step=UPDATE_DASHBOARD, subject=d.get("displayName", name), resource=name,
-            summary=f"update dashboard '{d.get('displayName', name)}': {one.reason.split(': ', 1)[-1]}",
+            summary=f"update dashboard '{d.get('displayName', name)}': {one.value}",
             before={"widgets": list(criteria.widgets(actual))}, after={"widgets": list(criteria.widgets(d))},
             reversible=True,
             gcloud=f"gcloud monitoring dashboards update {name} --config-from-file={source}",
@@ -442,6 +442,7 @@ class DashboardUpdate:
 class Phase4Remedy(ObservedRemedy):
     phase = 4
     title = TITLE
+    records = criteria.RECORDS
 
     def __init__(self, target: Target, observer: Observer) -> None:
         self.propagation = MetricPropagation(target, observer)

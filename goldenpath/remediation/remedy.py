@@ -6,10 +6,12 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from goldenpath.config import Target
+from goldenpath.criteria import Criterion, unfixable
 from goldenpath.errors import GoldenpathError
 from goldenpath.remediation.change import Change
 from goldenpath.remediation.preflight import preflight
 from goldenpath.remediation.runner import Executor
+from goldenpath.verdict import Verdict
 
 if TYPE_CHECKING:
     from goldenpath.observe import Observer
@@ -22,6 +24,7 @@ class ObservedRemedy(ABC):
 
     phase: int
     title: str
+    records: tuple[Criterion, ...] = ()  # the phase's criteria (goldenpath.criteria.phaseN.RECORDS)
 
     def __init__(self, target: Target, observer: Observer, executors: Mapping[str, Executor]) -> None:
         self.target = target
@@ -42,9 +45,14 @@ class ObservedRemedy(ABC):
     def plan(self) -> list[Change]:
         """The phase's changes, from its observation (each phase plans its own)."""
 
-    def manual(self) -> list[str]:
-        """What fails and no step may change: the operator's actions, each in one paragraph."""
+    def judged(self) -> list[Verdict]:
+        """The phase's verdicts on the current observation (for what no step can fix)."""
         return []
+
+    def manual(self) -> list[str]:
+        """What fails and no step may change: the operator's actions, each in one paragraph. By
+        default, every failing criterion whose record names no remediation step."""
+        return unfixable(self.records, self.judged()) if any(not r.steps for r in self.records) else []
 
     def preflight(self) -> list[str]:
         """Why this phase's verification of its plan could not be evaluated (credentials, target keys,

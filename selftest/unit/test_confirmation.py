@@ -81,7 +81,7 @@ def test_no_503_with_enough_requests_passes() -> None:
     assert v.criterion == c.ZERO_503 and v.subject == SVC
     assert v.reason == f"{SVC}: no 503 in the last 10 min (50 requests)"
     assert v.evidence["clean_seconds"] == 600
-    assert v.evidence["value"] == "503-free for 10 min of 10 min (50 requests)"
+    assert v.value == "503-free for 10 min of 10 min (50 requests)"
 
 
 def test_exactly_the_minimum_of_requests_is_enough() -> None:
@@ -93,7 +93,7 @@ def test_capped_request_count_is_shown_with_a_plus() -> None:
     v = c.zero_503(window(request_log(total=20, capped=True)), MIN_REQUESTS)
     assert v.status is Status.PASS
     assert "(20+ requests)" in v.reason
-    assert v.evidence["value"] == "503-free for 10 min of 10 min (20+ requests)"
+    assert v.value == "503-free for 10 min of 10 min (20+ requests)"
     assert v.evidence["request_log"]["requests_seen"] == "20+"
 
 
@@ -102,7 +102,7 @@ def test_no_503_but_too_little_traffic_is_inconclusive_naming_count_and_minimum(
     assert v.status is Status.INCONCLUSIVE
     assert "no 503 in the last 10 min, but only 7 requests were logged" in v.reason
     assert f"at least {MIN_REQUESTS} are needed" in v.reason
-    assert v.evidence["value"] == "503-free for 10 min of 10 min (7 requests)"
+    assert v.value == "503-free for 10 min of 10 min (7 requests)"
 
 
 def test_minimum_is_the_callers_threshold() -> None:
@@ -128,7 +128,7 @@ def test_503s_before_the_last_change_are_not_yet_clean() -> None:
     assert "predate the last change to the service at 12:05:00 UTC" in v.reason
     assert "--soak" in v.reason
     assert v.evidence["clean_seconds"] == 360
-    assert v.evidence["value"] == "503-free for 6 min of 10 min (50 requests)"
+    assert v.value == "503-free for 6 min of 10 min (50 requests)"
 
 
 def test_the_newest_example_dates_the_window_not_an_older_one() -> None:
@@ -154,7 +154,7 @@ def test_not_yet_clean_at_clock_scale_10_counts_target_time() -> None:
     assert "not yet clean: 503-free for 5 min of 10 min" in v.reason
     assert v.evidence["clean_seconds"] == 300
     assert v.evidence["clock_scale"] == 10
-    assert v.evidence["value"] == "503-free for 5 min of 10 min (50 requests)"
+    assert v.value == "503-free for 5 min of 10 min (50 requests)"
 
 
 def test_not_yet_clean_at_clock_scale_10_with_seconds_left_over() -> None:
@@ -182,7 +182,7 @@ def test_503s_after_the_last_change_fail_naming_count_time_and_clean_span() -> N
     assert v.reason == (f"{SVC}: 3 503s in the last 10 min, the latest at 12:09:30 UTC, after the last change "
                         "to the service (12:05:00 UTC); 503-free for only 30 s")
     assert v.evidence["clean_seconds"] == 30
-    assert v.evidence["value"] == "503-free for 30 s of 10 min (50 requests)"
+    assert v.value == "503-free for 30 s of 10 min (50 requests)"
 
 
 def test_a_503_fails_even_with_too_little_traffic() -> None:
@@ -236,20 +236,20 @@ def test_clean_seconds_are_rounded_to_a_tenth() -> None:
 def test_a_five_minute_window_is_named_as_such() -> None:
     passed = c.zero_503(window(request_log(), window_seconds=300), MIN_REQUESTS)
     assert passed.reason == f"{SVC}: no 503 in the last 5 min (50 requests)"
-    assert passed.evidence["value"] == "503-free for 5 min of 5 min (50 requests)"
+    assert passed.value == "503-free for 5 min of 5 min (50 requests)"
     assert passed.evidence["clean_seconds"] == 300
 
     waiting = c.zero_503(window(request_log(errors=1, latest=NOW - timedelta(minutes=3)),
                                 last_change=NOW - timedelta(minutes=2), window_seconds=300), MIN_REQUESTS)
     assert waiting.status is Status.INCONCLUSIVE
     assert "not yet clean: 503-free for 3 min of 5 min" in waiting.reason
-    assert waiting.evidence["value"] == "503-free for 3 min of 5 min (50 requests)"
+    assert waiting.value == "503-free for 3 min of 5 min (50 requests)"
 
     failed = c.zero_503(window(request_log(errors=1, latest=NOW - timedelta(minutes=1)),
                                last_change=NOW - timedelta(minutes=2), window_seconds=300), MIN_REQUESTS)
     assert failed.status is Status.FAIL
     assert "1 503s in the last 5 min" in failed.reason
-    assert failed.evidence["value"] == "503-free for 1 min of 5 min (50 requests)"
+    assert failed.value == "503-free for 1 min of 5 min (50 requests)"
 
 
 def test_evidence_holds_the_log_summary_window_scale_and_last_change() -> None:
@@ -275,7 +275,7 @@ def test_all_of_all_passing_passes() -> None:
     v = c.all_of(c.HEALTH, "health endpoints", parts)
     assert v.status is Status.PASS
     assert v.reason == "health endpoints: all 3 pass"
-    assert v.evidence["value"] == "3/3"
+    assert v.value == "3/3"
     assert v.evidence["parts"] == [p.line() for p in parts]
 
 
@@ -293,20 +293,20 @@ def test_all_of_inconclusive_without_failure_is_inconclusive() -> None:
     v = c.all_of(c.ZERO_503, "services", parts)
     assert v.status is Status.INCONCLUSIVE
     assert v.reason == "services: b: unsure"
-    assert v.evidence["value"] == "2/3"
+    assert v.value == "2/3"
 
 
 def test_all_of_failures_only_value_counts_the_rest() -> None:
     parts = [verdict(Status.FAIL, "a: bad"), verdict(Status.PASS, "b: fine")]
     v = c.all_of(c.HEALTH, "h", parts)
-    assert v.evidence["value"] == "1/2"
+    assert v.value == "1/2"
 
 
 def test_all_of_a_single_verdict_is_that_verdict() -> None:
     v = c.all_of(c.HEALTH, "h", [verdict(Status.INCONCLUSIVE, "a: unsure")])
     assert v.status is Status.INCONCLUSIVE
     assert v.reason == "h: a: unsure"
-    assert v.evidence["value"] == "0/1"
+    assert v.value == "0/1"
 
 
 def test_all_of_value_counts_passes_not_non_failures() -> None:
@@ -314,4 +314,4 @@ def test_all_of_value_counts_passes_not_non_failures() -> None:
              verdict(Status.PASS, "c: fine")]
     v = c.all_of(c.HEALTH, "h", parts)
     assert v.status is Status.FAIL
-    assert v.evidence["value"] == "1/3"
+    assert v.value == "1/3"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -19,8 +18,7 @@ KEYS = list(c.ITEMS)
 
 def verdict(item: str, status: Status = Status.PASS, value: str | None = "ok", subject: str = "svc",
             reason: str | None = None) -> Verdict:
-    evidence: dict[str, Any] = {"value": value} if value is not None else {}
-    return Verdict(item, subject, status, reason or f"{subject}: {status.value}", evidence)
+    return Verdict(item, subject, status, reason or f"{subject}: {status.value}", {}, value=value or "")
 
 
 def all_confirmed(**overrides: list[Verdict]) -> dict[str, list[Verdict]]:
@@ -269,7 +267,7 @@ def test_to_json_counts_outcomes_and_lists_criteria() -> None:
     doc = _final().to_json()
     assert doc["counts"] == {"passed": 2, "failed": 1, "error": 1, "skipped": 1}
     assert doc["criteria"][2] == {"test": "tests/phase1/test_x.py::test_ws", "outcome": "failed",
-                                  "message": "wss: upgrade refused"}
+                                  "message": "wss: upgrade refused", "title": ""}
     assert len(doc["criteria"]) == 5
 
 
@@ -300,3 +298,12 @@ def test_lines_end_with_the_pass_verdict() -> None:
     f = final.build(all_confirmed(), PASSING, [], {})
     assert f.lines()[-1] == "VERDICT: PASS — all 2 criteria pass and the Success Confirmation holds"
     assert all(line.startswith("✅ ") for line in f.lines()[:-1])
+
+
+def test_the_verdict_line_names_runbook_items_and_subjects_not_test_functions() -> None:
+    failed = final.TestResult("tests/phase1/test_single_active_revision.py::test_single_active_revision"
+                              "[netra-backend-staging]", "failed", "two revisions serve traffic",
+                              "Single active Cloud Run revision: netra-backend-staging")
+    _, reason = final.decide(items(), [failed], [])
+    assert reason == ("1 criterion failed (Single active Cloud Run revision: netra-backend-staging): "
+                      "two revisions serve traffic")

@@ -1,16 +1,11 @@
 """Runbook, Phase 2 success metric: "SSL certificates valid for all domains" (each domain on its own)."""
 
-import allure
-import pytest
-
-from fixtures.judge import judge, require
+from fixtures.criteria import criterion
+from fixtures.judge import judge
 from goldenpath.criteria import phase2 as c
+from goldenpath.verdict import Verdict
 
-pytestmark = pytest.mark.phase2
 
-
-@allure.story(c.TITLES[c.CERTIFICATE_VALID])
-@allure.severity(allure.severity_level.CRITICAL)
-def test_ssl_certificate_valid(phase2, domain, gate):
-    require(gate.target.certificate, "certificate", gate.target.name)
-    judge(c.certificate_valid(domain, phase2.certificate, phase2.tls[domain], gate.target.thresholds.certificate_min_days))
+@criterion(c.BY_ID[c.CERTIFICATE_VALID])
+def test_ssl_certificate_valid(verdict: Verdict) -> None:
+    judge(verdict)

@@ -1,16 +1,11 @@
 """Runbook, Phase 2 success metric: "VPC connector status: READY"."""
 
-import allure
-import pytest
-
-from fixtures.judge import judge, require
+from fixtures.criteria import criterion
+from fixtures.judge import judge
 from goldenpath.criteria import phase2 as c
+from goldenpath.verdict import Verdict
 
-pytestmark = pytest.mark.phase2
 
-
-@allure.story(c.TITLES[c.CONNECTOR_READY])
-@allure.severity(allure.severity_level.BLOCKER)
-def test_vpc_connector_ready(phase2, gate):
-    expected = require(gate.target.connector, "connector", gate.target.name)
-    judge(c.connector_ready(phase2.connector, expected))
+@criterion(c.BY_ID[c.CONNECTOR_READY])
+def test_vpc_connector_ready(verdict: Verdict) -> None:
+    judge(verdict)

@@ -1,16 +1,11 @@
 """Runbook, Phase 3 success metric: "WebSocket connections successful"."""
 
-import allure
-import pytest
-
-from fixtures.judge import judge, require
+from fixtures.criteria import criterion
+from fixtures.judge import judge
 from goldenpath.criteria import phase3 as c
+from goldenpath.verdict import Verdict
 
-pytestmark = pytest.mark.phase3
 
-
-@allure.story(c.TITLES[c.WEBSOCKET])
-@allure.severity(allure.severity_level.BLOCKER)
-def test_websocket_connections(phase3, gate):
-    ws = require(gate.target.websocket, "websocket", gate.target.name)
-    judge(c.websocket(ws.url, phase3.websocket))
+@criterion(c.BY_ID[c.WEBSOCKET])
+def test_websocket_connections(verdict: Verdict) -> None:
+    judge(verdict)
