@@ -1,2 +1,2 @@
-# Loads the goldenpath plugin; nothing else belongs here.
-pytest_plugins = ["fixtures.plugin", "fixtures.allure_files"]
+# Loads the goldenpath plugin (fixtures/plugin.py lists its modules); nothing else belongs here.
+pytest_plugins = ["fixtures.plugin"]

@@ -3,7 +3,7 @@
 import allure
 import pytest
 
-from fixtures import charts
+from goldenpath.report import charts
 from fixtures.judge import judge
 from goldenpath.criteria import phase3 as c
 from goldenpath.errors import ConfigError
