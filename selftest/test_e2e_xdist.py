@@ -69,7 +69,7 @@ def test_junit_marks_an_inconclusive_test_with_a_property(
     run = incident.gate("-m", "confirmation", "-k", "zero_503 or websocket", "--junitxml", str(junit), *workers,
                         targets=strict)
     assert run.returncode == 0, run.output
-    assert re.search(r"\b1 passed, (3 deselected, )?1 inconclusive in ", run.output), run.output
+    assert re.search(r"\b1 passed, (\d+ deselected, )?1 inconclusive in ", run.output), run.output
     assert "\nVERDICT: INCONCLUSIVE — " in run.output, run.output
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
     window = cases["test_zero_503_errors_for_10_minutes[netra-backend-staging]"]
