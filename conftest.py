@@ -1,2 +1,3 @@
-# Loads the goldenpath plugin; nothing else belongs here.
-pytest_plugins = ["fixtures.plugin", "fixtures.allure_files"]
+# Loads the gate's fixtures (fixtures/plugin.py lists them; its options and hooks are the installed
+# goldenpath plugin); nothing else belongs here.
+pytest_plugins = ["fixtures.plugin"]

@@ -89,9 +89,16 @@ def default_tests(config: "pytest.Config", args: list[str]) -> bool:
     return True
 
 
-def from_caller(config: "pytest.Config", value: str | None) -> Path | None:
+def is_gate_run(config: "pytest.Config") -> bool:
+    """Whether this pytest run is the gate's: its rootdir is the gate's project, or it names a targets
+    file. An installed plugin is loaded into every pytest run of its environment; any other run (a
+    test suite of its own, pytest's pytester) sees the gate's options and nothing else."""
+    return Path(config.rootpath) == PROJECT or getattr(config.option, "gp_targets_file", None) is not None
+
+
+def from_caller(cwd: Path, value: str | None) -> Path | None:
     """A path option as the operator meant it: relative to the folder the gate was started in."""
     if value is None:
         return None
     path = Path(value).expanduser()
-    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+    return path if path.is_absolute() else cwd / path

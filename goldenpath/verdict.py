@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, Mapping
 
 
 class Status(str, Enum):
@@ -39,3 +40,20 @@ class Verdict:
     def line(self) -> str:
         mark = {Status.PASS: "PASS", Status.FAIL: "FAIL", Status.INCONCLUSIVE: "INCONCLUSIVE"}[self.status]
         return f"{mark} {self.criterion} [{self.subject}]: {self.reason}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values (every field, whatever fields a Verdict has): how a verdict travels on a
+        test report from an xdist worker to the controller. Evidence values JSON cannot hold are
+        written as their text, as verdict.json writes them."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["status"] = self.status.value
+        result: dict[str, Any] = json.loads(json.dumps(out, default=str))
+        return result
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Verdict":
+        """The verdict ``to_json`` wrote; keys this version of Verdict has no field for are left out."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["status"] = Status(values["status"])
+        return cls(**values)

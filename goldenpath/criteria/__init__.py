@@ -64,6 +64,15 @@ class Seen:
 
 Judge = Callable[[Seen, str], Verdict]
 
+# A parametrized criterion with no subject in the target gets this one parameter instead of none
+# (pytest's "got empty parameter set"): its test is INCONCLUSIVE, never a pass, and says why.
+NOT_CONFIGURED = "not configured"
+
+
+def record_of(function: Any) -> "Criterion | None":
+    """The record a test function was declared for (``@criterion(RECORD)`` in fixtures/criteria.py)."""
+    return getattr(function, "gp_record", None)
+
 
 @dataclass(frozen=True)
 class Criterion:

@@ -1,6 +1,6 @@
 """One run's safety state: the target's lock, what earlier runs left unfinished, and ``--recover``.
 
-Kept apart from the pytest glue (fixtures/gate.py holds one of these per run) so that the rules
+Kept apart from the pytest glue (goldenpath/gate.py's Gate holds one of these per run) so that the rules
 read in one place: no mutation while another run holds the lock; none while a dead run's change is
 unsettled (until ``--recover`` settles it); the lock taken before the first mutation, journaled,
 and released at the end.

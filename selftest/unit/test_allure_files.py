@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import allure_files
-from fixtures.gate import Gate
+from goldenpath.report import allure_files
+from goldenpath.gate import Gate
 from goldenpath import config as targets
 
 ROOT = Path(__file__).resolve().parents[2]

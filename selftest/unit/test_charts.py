@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fixtures import charts
+from goldenpath.report import charts
 from goldenpath.observations import Burst, GoldenPathResult, Sample
 
 SVG = "{http://www.w3.org/2000/svg}"

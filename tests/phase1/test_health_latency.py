@@ -2,9 +2,9 @@
 
 import allure
 
-from fixtures import charts
+from goldenpath.report import charts
 from fixtures.criteria import criterion
-from fixtures.gate import Gate
+from goldenpath.gate import Gate
 from fixtures.judge import judge
 from goldenpath.criteria import phase1 as c
 from goldenpath.observations import ServiceObservation

@@ -1,0 +1,1 @@
+"""What a run reports beside the tests: SVG charts for Allure, the files Allure reads beside the results."""
