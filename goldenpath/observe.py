@@ -255,12 +255,13 @@ class Observer:
 
     async def _observe_service(self, cfg: Service) -> ServiceObservation:
         t = self.target
-        reads = [asyncio.to_thread(self.run.get_service, cfg.name),
-                 asyncio.to_thread(self.run.list_revisions, cfg.name)]
+        service = asyncio.to_thread(self.run.get_service, cfg.name)
+        listed = asyncio.to_thread(self.run.list_revisions, cfg.name)
+        burst: Burst | None = None
         if cfg.health_url:
-            reads.append(self.burst(cfg.health_url))
-        svc, revisions, *rest = await asyncio.gather(*reads)
-        burst = rest[0] if rest else None
+            svc, revisions, burst = await asyncio.gather(service, listed, self.burst(cfg.health_url))
+        else:
+            svc, revisions = await asyncio.gather(service, listed)
         log = None
         if burst is not None:
             # The window starts at the last change to the service: what was true before the

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Generator
 
 import pytest
+from _pytest.outcomes import Skipped
 
 from goldenpath import final, invocation, phases, trail
 from goldenpath.criteria import NOT_CONFIGURED, record_of
@@ -52,7 +53,7 @@ MODES = {"off": "read-only", "plan": "PLAN (shows every change, makes none)", "a
 JUNIT_PROPERTY = "goldenpath_outcome"
 
 
-class Inconclusive(pytest.skip.Exception):
+class Inconclusive(Skipped):  # pytest.skip.Exception, which a type checker cannot see as a class
     """Not enough evidence for a verdict. Reported as INCONCLUSIVE, never as a pass."""
 
 
@@ -155,7 +156,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if gate is None:
         return []
     t = gate.target
-    if t.is_twin:
+    if t.twin is not None:
         where = (f"goldenpath target: {t.name} — THE EMBEDDED TWIN, a rehearsal on loopback, NOT real staging "
                  f"(scenario of a new world: {t.twin.scenario}; world kept in {t.twin_home})")
     else:
@@ -240,7 +241,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         return report
     if call.excinfo.errisinstance(Inconclusive):
         report.gp_inconclusive = True
-        msg = call.excinfo.value.msg
+        msg = str(getattr(call.excinfo.value, "msg", call.excinfo.value))  # Skipped.msg
         report.longrepr = (str(item.path), item.location[1] or 0,
                            msg if msg.startswith("INCONCLUSIVE: ") else f"INCONCLUSIVE: {msg}")
         # junitxml writes the properties of the test's last (teardown) report, which copies the

@@ -12,7 +12,7 @@ triggers, the tests' markers, titles, severities, parametrization and target-key
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Final, Iterable, Literal, Mapping, Sequence
 
 from goldenpath.verdict import Status, Verdict
 
@@ -21,12 +21,12 @@ if TYPE_CHECKING:
     from goldenpath.definitions import Definitions
 
 # How a criterion is parametrized: one verdict per ...
-PER_SERVICE = "service"                 # service of the target
-PER_SERVED_SERVICE = "served_service"   # service with a health_url (its traffic is probed)
-PER_HEALTH_ENDPOINT = "health_endpoint"  # URL in a service's health_endpoints
-PER_DOMAIN = "domain"                   # domain of the target (its certificate)
-ONCE = ""                               # one verdict for the target
 Per = Literal["service", "served_service", "health_endpoint", "domain", ""]
+PER_SERVICE: Final = "service"                 # service of the target
+PER_SERVED_SERVICE: Final = "served_service"   # service with a health_url (its traffic is probed)
+PER_HEALTH_ENDPOINT: Final = "health_endpoint"  # URL in a service's health_endpoints
+PER_DOMAIN: Final = "domain"                   # domain of the target (its certificate)
+ONCE: Final = ""                               # one verdict for the target
 SERVICE_SCOPED = (PER_SERVICE, PER_SERVED_SERVICE, PER_HEALTH_ENDPOINT)
 
 # Which of a phase's remediation verifications judge the criterion: every one, only the final one

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import Any
 
 from goldenpath.config import CONNECTOR_THROUGHPUT_MBPS, Connector, Target, Thresholds
 from goldenpath.observations import (
@@ -93,7 +94,7 @@ def db_connections(instance: SqlInstanceState, backends: MetricSeries, threshold
     least partly) the old instance.
     """
     limit, source = effective_max_connections(instance)
-    evidence = {"points": [(t.isoformat(), v) for t, v in backends.points[:20]], "max_connections": limit,
+    evidence: dict[str, Any] = {"points": [(t.isoformat(), v) for t, v in backends.points[:20]], "max_connections": limit,
                 "max_connections_from": source, "flags": dict(instance.flags),
                 "aggregation": f"ALIGN_MEAN over {backends.period_seconds:g} s, REDUCE_SUM of {backends.series} "
                                "database series" if backends.period_seconds else "raw points"}
@@ -173,13 +174,13 @@ def no_connector_errors(log: ConnectorLog, metrics: ConnectorMetrics | None, con
     if cpu_peak is not None and cpu_peak >= th.connector_load:
         problems.append(f"CPU p95 of its instances reached {cpu_peak:.0%} (expected below {th.connector_load:.0%})")
     mbps_peak = max((v for _, v in throughput), default=None)
-    if mbps_peak is not None and capacity and mbps_peak >= th.connector_load * capacity:
+    if mbps_peak is not None and capacity and conn is not None and mbps_peak >= th.connector_load * capacity:
         problems.append(f"carrying {mbps_peak:,.0f} Mbps of the ~{capacity:,} Mbps its {conn.max_instances} × "
                         f"{conn.machine_type} can (expected below {th.connector_load:.0%})")
     top = max((n for _, n in instances), default=None)
     at_max = conn is not None and top is not None and top >= conn.max_instances
     if problems:
-        if at_max:
+        if at_max and conn is not None:
             problems.append(f"at its maximum of {conn.max_instances} instances: it cannot scale further")
         return verdict(Status.FAIL, "; ".join(problems) + "; expected no connectivity error and headroom")
     if len(cpu) < th.min_points and len(throughput) < th.min_points:

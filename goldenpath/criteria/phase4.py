@@ -259,7 +259,7 @@ def dashboard(obs: Phase4Observation, defs: Definitions) -> Verdict:
 
 def widgets(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Widgets by title, whatever the layout."""
-    layout = next((dashboard[k] for k in ("mosaicLayout", "gridLayout", "rowLayout", "columnLayout")
+    layout: dict[str, Any] = next((dashboard[k] for k in ("mosaicLayout", "gridLayout", "rowLayout", "columnLayout")
                    if k in dashboard), {})
     widgets: list[dict[str, Any]] = []
     widgets += [t.get("widget", {}) for t in layout.get("tiles", [])]

@@ -22,12 +22,12 @@ from goldenpath.remediation.phase4 import Phase4Remedy
 from goldenpath.remediation.runner import Outcome, PhaseRemedy
 from goldenpath.verdict import Verdict
 
-REMEDIES = {1: Phase1Remedy, 2: Phase2Remedy, 3: Phase3Remedy, 4: Phase4Remedy}
+REMEDIES: dict[int, Callable[[Target, Observer], PhaseRemedy]] = {
+    1: Phase1Remedy, 2: Phase2Remedy, 3: Phase3Remedy, 4: Phase4Remedy}
 
 
 def remedy_for(phase: int, target: Target, observer: Observer) -> PhaseRemedy:
-    remedy: PhaseRemedy = REMEDIES[phase](target, observer)
-    return remedy
+    return REMEDIES[phase](target, observer)
 
 
 # How each phase is judged on the observer's current observations, for the phases after it.

@@ -23,6 +23,18 @@ def by_class(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
     return [e for e in root.iter(f"{SVG}{tag}") if cls in (e.get("class") or "").split()]
 
 
+def attr(e: ET.Element, name: str) -> str:
+    value = e.get(name)
+    assert value is not None, f"<{e.tag}> has no {name}"
+    return value
+
+
+def title(e: ET.Element) -> str:
+    node = e.find(f"{SVG}title")
+    assert node is not None and node.text is not None, f"<{e.tag}> has no <title>"
+    return node.text
+
+
 def text(root: ET.Element) -> str:
     return " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
 
@@ -32,8 +44,8 @@ def test_histogram_bins_marks_and_threshold() -> None:
     root = parse(charts.histogram([0.1, 0.2, 0.7, 2.6, 3.2], 2.0, bins=10))
     bars = by_class(root, "rect", "bar")
     assert len(bars) == 4                       # bins 0 (2), 1 (1), 5 (1), 6 (1)
-    assert sorted(float(b.get("height")) for b in bars)[-1] > float(bars[1].get("height"))
-    marks = {e.get("class").split()[1] for e in by_class(root, "line", "mark")}
+    assert sorted(float(attr(b, "height")) for b in bars)[-1] > float(attr(bars[1], "height"))
+    marks = {attr(e, "class").split()[1] for e in by_class(root, "line", "mark")}
     assert marks == {"p50", "p95", "max"}
     assert len(by_class(root, "line", "threshold")) == 1
     words = text(root)
@@ -48,7 +60,7 @@ def test_threshold_line_sits_at_the_threshold() -> None:
     # axis 0..top; the threshold's x is proportional to 2 / top
     top = charts._nice(3.0 * 1.08)
     expected = charts.LEFT + (axis_end - charts.LEFT) * 2.0 / top
-    assert math.isclose(float(line.get("x1")), expected, abs_tol=0.1)
+    assert math.isclose(float(attr(line, "x1")), expected, abs_tol=0.1)
 
 
 def test_burst_uses_the_bursts_own_percentiles_and_colours_non_200() -> None:
@@ -59,7 +71,7 @@ def test_burst_uses_the_bursts_own_percentiles_and_colours_non_200() -> None:
     assert f"p95 {burst.percentile(0.95):.2f} s" in words and f"max {burst.max_seconds:.2f} s" in words
     assert "8 of 21 answers other than 200" in words
     bad = by_class(root, "rect", "bad")
-    counts = sum(int(b.find(f"{SVG}title").text.split(": ")[1].split()[0]) for b in bad)
+    counts = sum(int(title(b).split(": ")[1].split()[0]) for b in bad)
     assert counts == 8
     assert "https://api.example/health" in words
 
@@ -82,9 +94,9 @@ def test_golden_path_one_bar_per_leg() -> None:
     root = parse(charts.golden_path_legs(journey, deadline=1.0))
     bars = by_class(root, "rect", "bar")
     assert len(bars) == 4
-    assert [b.find(f"{SVG}title").text.split(":")[0] for b in bars] == list(journey.legs)
+    assert [title(b).split(":")[0] for b in bars] == list(journey.legs)
     # each leg starts where the previous one ended
-    xs = [(float(b.get("x")), float(b.get("x")) + float(b.get("width"))) for b in bars]
+    xs = [(float(attr(b, "x")), float(attr(b, "x")) + float(attr(b, "width"))) for b in bars]
     assert all(math.isclose(xs[i][1], xs[i + 1][0], abs_tol=0.2) for i in range(3))
     assert "+0.15 s (at 0.40 s)" in text(root) and "deadline 1 s" in text(root)
     assert by_class(root, "rect", "failed") == []

@@ -231,10 +231,10 @@ def test_a_filter_spelled_differently_passes(defs: Definitions) -> None:
 def test_a_metric_filter_spelled_differently_passes_and_a_different_one_fails(defs: Definitions) -> None:
     obs = as_created(defs)
     metrics = dict(obs.log_metrics)
-    metrics["http_503_errors"] = {**metrics["http_503_errors"],
+    metrics["http_503_errors"] = {**(metrics["http_503_errors"] or {}),
                                   "filter": "httpRequest.status = 503 AND resource.type = 'cloud_run_revision'"}
     assert c.error_monitoring(as_created(defs, log_metrics=metrics), defs).passed
-    metrics["http_503_errors"] = {**metrics["http_503_errors"], "filter": 'resource.type="cloud_run_revision"'}
+    metrics["http_503_errors"] = {**(metrics["http_503_errors"] or {}), "filter": 'resource.type="cloud_run_revision"'}
     v = c.error_monitoring(as_created(defs, log_metrics=metrics), defs)
     assert v.status is Status.FAIL
     assert v.reason.startswith("log-based metrics: http_503_errors differs: filter: expected ")
@@ -244,7 +244,7 @@ def test_a_metric_filter_spelled_differently_passes_and_a_different_one_fails(de
 
 def test_a_disabled_metric_is_not_active(defs: Definitions) -> None:
     metrics = dict(as_created(defs).log_metrics)
-    metrics["websocket_failures"] = {**metrics["websocket_failures"], "disabled": True}
+    metrics["websocket_failures"] = {**(metrics["websocket_failures"] or {}), "disabled": True}
     v = c.error_monitoring(as_created(defs, log_metrics=metrics), defs)
     assert v.status is Status.FAIL and "websocket_failures" in v.reason
 

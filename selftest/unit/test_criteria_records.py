@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from fixtures.criteria import record_of
+from goldenpath.criteria import record_of
 from goldenpath import final
 from goldenpath.config import Target
 from goldenpath.criteria import Criterion
@@ -66,7 +67,7 @@ def test_every_step_a_remedy_executes_is_named_by_a_record_of_its_phase_and_back
     # apply a change). Built with a stand-in observer: only attribute reads happen in __init__.
     target = Target.model_validate({"project": "p", "region": "us-central1", "services": [{"name": "x"}]})
     observer = SimpleNamespace(logging=None, monitoring=None, dashboards=None, run=None, session=None)
-    remedy = REMEDIES[phase](target, observer)  # type: ignore[arg-type]
+    remedy: Any = REMEDIES[phase](target, observer)  # type: ignore[arg-type]  # a stand-in observer
     executed = {step for step in remedy._executors}
     named = {step for r in PHASES[phase] for step in r.steps}
     assert executed == named, (f"phase {phase}: steps without a record {sorted(executed - named)}, "

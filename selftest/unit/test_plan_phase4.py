@@ -257,7 +257,7 @@ def test_a_metric_with_another_filter_is_updated_with_its_previous_filter(defs: 
     obs = as_created(defs)
     metrics = dict(obs.log_metrics)
     old = 'resource.type="cloud_run_revision" AND httpRequest.status>=500'
-    metrics["http_503_errors"] = {**metrics["http_503_errors"], "filter": old, "description": "5xx, by hand"}
+    metrics["http_503_errors"] = {**(metrics["http_503_errors"] or {}), "filter": old, "description": "5xx, by hand"}
     change = only(plan(target(), as_created(defs, log_metrics=metrics), defs))
     d = defs.log_metrics["http_503_errors"]
     assert change.step == UPDATE_METRIC and change.subject == "http_503_errors"
@@ -271,7 +271,7 @@ def test_a_metric_with_another_filter_is_updated_with_its_previous_filter(defs: 
 
 def test_a_metric_with_another_description_only_is_left_alone(defs: Definitions) -> None:
     metrics = dict(as_created(defs).log_metrics)
-    metrics["http_503_errors"] = {**metrics["http_503_errors"], "description": "edited in the console"}
+    metrics["http_503_errors"] = {**(metrics["http_503_errors"] or {}), "description": "edited in the console"}
     assert plan(target(), as_created(defs, log_metrics=metrics), defs) == []
 
 
@@ -370,7 +370,7 @@ def test_every_change_serialises(defs: Definitions, scenario: str) -> None:
         served = dashboard(defs.dashboards[DASHBOARD])
         served["mosaicLayout"]["tiles"].pop()
         metrics = dict(as_created(defs).log_metrics)
-        metrics["http_503_errors"] = {**metrics["http_503_errors"], "filter": "httpRequest.status>=500"}
+        metrics["http_503_errors"] = {**(metrics["http_503_errors"] or {}), "filter": "httpRequest.status>=500"}
         obs = with_policy(defs, "http-503-error-rate", lambda p: set_threshold(p, 0.5),
                           log_metrics=metrics, dashboards={DASHBOARD: served}, **services(DEFAULTS))
     changes = plan(target(), obs, defs)

@@ -37,21 +37,21 @@ class Clock:
 
 
 def test_a_clean_window_needs_no_wait() -> None:
-    clock, lines = Clock(), []
+    clock, lines = Clock(), list[str]()
     clean = {SVC: window(11, latest_503=None)}
     assert soak(clean, lambda: clean, 15, 20, wait=clock.wait, progress=lines.append, clock=clock) is clean
     assert clock.waits == [] and lines == []
 
 
 def test_a_503_after_the_last_change_is_not_waited_for() -> None:
-    clock, lines = Clock(), []
+    clock, lines = Clock(), list[str]()
     failing = {SVC: window(5, latest_503=CHANGE + timedelta(minutes=1))}
     assert soak(failing, lambda: failing, 15, 20, wait=clock.wait, progress=lines.append, clock=clock) is failing
     assert clock.waits == []
 
 
 def test_it_waits_until_the_old_503s_leave_the_window_saying_so_each_time() -> None:
-    clock, lines = Clock(), []
+    clock, lines = Clock(), list[str]()
     looks = iter([window(9.4), window(10.6, latest_503=None)])  # then 6 s to go, then clean
     first = window(2)   # 503-free for 2.5 min of 10: 450 s to go
     out = soak({SVC: first}, lambda: {SVC: next(looks)}, 15, 20, wait=clock.wait, progress=lines.append, clock=clock)
@@ -63,7 +63,7 @@ def test_it_waits_until_the_old_503s_leave_the_window_saying_so_each_time() -> N
 
 
 def test_it_gives_up_at_the_deadline_with_the_window_as_it_is() -> None:
-    clock, lines = Clock(), []
+    clock, lines = Clock(), list[str]()
     stuck = {SVC: window(2)}
     out = soak(stuck, lambda: stuck, 1, 20, wait=clock.wait, progress=lines.append, clock=clock)
     assert out is stuck
@@ -71,7 +71,7 @@ def test_it_gives_up_at_the_deadline_with_the_window_as_it_is() -> None:
 
 
 def test_a_faster_twin_clock_waits_fewer_real_seconds() -> None:
-    clock, lines = Clock(), []
+    clock, lines = Clock(), list[str]()
     looks = iter([window(1, latest_503=None, scale=10)])
     # 15 real seconds after the change (and its last 503) are 150 s of twin time: 450 twin s to go,
     # 45 real ones; the 15 minutes of --soak are 90 real seconds
