@@ -162,6 +162,11 @@ def capture() -> Iterator[Trail]:
 
 # ---- live in the terminal -----------------------------------------------------------------------
 
+# Third-party loggers `-v` keeps at WARNING (see live()).
+QUIET_UNDER_V = ("httpx", "httpcore", "urllib3", "google", "googleapiclient", "grpc", "asyncio", "hpack",
+                 "websockets", "trustme", "uvicorn")
+
+
 def live(config: Any) -> str | None:
     """Call from a (not trylast) ``pytest_configure``: with ``-v`` and no log level of the user's own,
     show the trail live: ``-v`` at INFO (calls that change something, probes, decisions, timings),
@@ -178,6 +183,12 @@ def live(config: Any) -> str | None:
         return None
     level = config.getini("log_cli_level") or ("DEBUG" if config.get_verbosity() >= 2 else "INFO")
     option.log_cli_level = level
+    # Live logs are the root logger's, so every library's records would show too: httpx logs each
+    # of a burst's twenty requests at INFO, httpcore every byte at DEBUG. The trail already has the
+    # calls and probes, with what the operator needs; the libraries speak only when something is wrong.
+    # (An explicit --log-cli-level is the user's choice, and gets everything.)
+    for name in QUIET_UNDER_V:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return str(level)
 
 
