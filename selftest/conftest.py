@@ -46,6 +46,17 @@ class Run:
     def output(self) -> str:
         return self.stdout + self.stderr
 
+    def outcome(self, test: str) -> str | None:
+        """What pytest's short summary (run the gate with ``-rA``) says of the test whose node id ends
+        in ``::test`` (a name, with its parameter if it has one): PASSED, FAILED, ERROR, or None.
+        Not the ``-v`` progress lines: with ``-v`` the live debug trail may stand between a test's
+        name and its outcome."""
+        for line in self.stdout.splitlines():
+            word, _, rest = line.partition(" ")
+            if word in ("PASSED", "FAILED", "ERROR") and rest.split(" - ")[0].endswith("::" + test):
+                return word
+        return None
+
 
 @dataclass
 class Sandbox:

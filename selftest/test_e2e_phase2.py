@@ -61,8 +61,8 @@ def test_remediate_yes_fixes_phases_1_and_2_keeping_the_other_flags(incident: Sa
     assert run.returncode == 0, run.output
     assert "11 passed" in run.output
     # The connector is judged on its points after the scale-up only, and they are clean.
-    assert "test_no_vpc_connectivity_errors PASSED" in incident.gate("-m", "phase2", "-k", "vpc_connectivity",
-                                                                      "-v").output
+    assert incident.gate("-m", "phase2", "-k", "vpc_connectivity", "-rA").outcome(
+        "test_no_vpc_connectivity_errors") == "PASSED"
     assert flags(incident) == {"max_connections": "200", **OTHER_FLAGS}
     conn = connector(incident)
     assert (conn["state"], conn["minInstances"], conn["maxInstances"], conn["machineType"]) == \
@@ -103,9 +103,9 @@ def test_utilization_above_90_after_the_fix_rolls_flags_back_and_escalates(incid
 
 def test_certificate_missing_a_domain_fails_that_domain_only(incident: Sandbox) -> None:
     incident.reset("cert-missing-domain")
-    run = incident.gate("-m", "phase2", "-k", "certificate", "-v")
-    assert "test_ssl_certificate_valid[api.staging.netrasystems.ai] PASSED" in run.output
-    assert "test_ssl_certificate_valid[api-staging.netrasystems.ai] FAILED" in run.output
+    run = incident.gate("-m", "phase2", "-k", "certificate", "-rA")
+    assert run.outcome("test_ssl_certificate_valid[api.staging.netrasystems.ai]") == "PASSED", run.output
+    assert run.outcome("test_ssl_certificate_valid[api-staging.netrasystems.ai]") == "FAILED", run.output
     assert "does not cover api-staging.netrasystems.ai" in run.output
     assert "live TLS to api-staging.netrasystems.ai" in run.output
 
@@ -130,10 +130,10 @@ def test_connector_in_error_is_recreated_only_with_consent(incident: Sandbox) ->
 
 def test_overloaded_connector_that_nothing_logs_fails_on_its_metrics(incident: Sandbox) -> None:
     incident.reset("connector-overloaded-silent")
-    run = incident.gate("-m", "phase2", "-k", "vpc_connectivity or vpc_connector_ready", "-v")
+    run = incident.gate("-m", "phase2", "-k", "vpc_connectivity or vpc_connector_ready", "-rA")
     assert run.returncode == 1, run.output
-    assert "test_vpc_connector_ready PASSED" in run.output  # READY, with the runbook's shape
-    assert "test_no_vpc_connectivity_errors FAILED" in run.output
+    assert run.outcome("test_vpc_connector_ready") == "PASSED", run.output  # READY, with the runbook's shape
+    assert run.outcome("test_no_vpc_connectivity_errors") == "FAILED", run.output
     assert "CPU p95 of its instances reached 100% (expected below 80%)" in run.output
     assert "carrying 16,000 Mbps of the ~16,000 Mbps its 10 × e2-standard-4 can" in run.output
     assert "at its maximum of 10 instances: it cannot scale further" in run.output

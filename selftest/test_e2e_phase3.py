@@ -60,16 +60,16 @@ def test_a_broken_config_rollout_is_rolled_back_to_the_previous_revision(inciden
 
 def test_startup_errors_fail_the_right_criterion(incident: Sandbox) -> None:
     incident.reset("startup-errors")
-    run = incident.gate("-m", "phase3", "-v")
-    assert f"test_no_startup_errors[{BACKEND}] FAILED" in run.output
+    run = incident.gate("-m", "phase3", "-rA")
+    assert run.outcome(f"test_no_startup_errors[{BACKEND}]") == "FAILED", run.output
     assert "error(s) since it was created" in run.output
-    assert "test_golden_path_end_to_end PASSED" in run.output
+    assert run.outcome("test_golden_path_end_to_end") == "PASSED", run.output
 
 
 def test_a_silent_websocket_fails_by_timeout(incident: Sandbox) -> None:
     incident.reset("ws-silent")
-    run = incident.gate("-m", "phase3", "-v")
-    assert "test_websocket_connections FAILED" in run.output
+    run = incident.gate("-m", "phase3", "-rA")
+    assert run.outcome("test_websocket_connections") == "FAILED", run.output
     assert "timeout: no answer in time ×5" in run.output
 
 

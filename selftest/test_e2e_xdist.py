@@ -76,7 +76,10 @@ def test_junit_marks_an_inconclusive_test_with_a_property(
     skipped = window.find("skipped")
     assert skipped is not None and skipped.get("message", "").startswith("INCONCLUSIVE: "), ET.tostring(window)
     props = {p.get("name"): p.get("value") for p in window.iter("property")}
-    assert props == {"goldenpath_outcome": "inconclusive"}, ET.tostring(window)
-    # a pass has none (nor has an ordinary skip: the property comes only with INCONCLUSIVE)
+    assert props == {"goldenpath_outcome": "inconclusive", "criterion": "confirmation.zero_503_window",
+                     "title": "Zero HTTP 503 errors for 10 minutes: netra-backend-staging"}, ET.tostring(window)
+    # a pass has no outcome property (nor has an ordinary skip: it comes only with INCONCLUSIVE)
     passed = cases["test_websocket_connections_successful"]
-    assert passed.find("skipped") is None and not list(passed.iter("property")), ET.tostring(passed)
+    props = {p.get("name"): p.get("value") for p in passed.iter("property")}
+    assert passed.find("skipped") is None and "goldenpath_outcome" not in props, ET.tostring(passed)
+    assert props["title"] == "WebSocket connections successful", ET.tostring(passed)

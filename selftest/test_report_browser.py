@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from goldenpath import reporthtml
+from goldenpath.criteria import phase1, phase3
 from selftest.conftest import ROOT, Sandbox
 
 CHROMIUM = Path(os.environ.get("GOLDENPATH_CHROMIUM", "/usr/bin/chromium"))
-FAILED = "test_single_active_revision[netra-backend-staging]"
-LATENCY = "test_health_endpoint_fast[netra-backend-staging]"
-GOLDEN = "test_golden_path_end_to_end"
+# The report's test titles are the runbook's words and the subject (each criterion's record).
+FAILED = phase1.BY_ID[phase1.SINGLE_ACTIVE_REVISION].display("netra-backend-staging")
+LATENCY = phase1.BY_ID[phase1.HEALTH_FAST].display("netra-backend-staging")
+GOLDEN = phase3.BY_ID[phase3.GOLDEN_PATH].display("")
 
 
 def require_chromium() -> None:
