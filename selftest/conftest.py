@@ -201,8 +201,18 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 @pytest.fixture
 def incident(sandbox: Sandbox) -> Sandbox:
     """The sandbox twin running and reset to the runbook's incident, with an empty journal."""
+    return _fresh_world(sandbox, "incident-1278")
+
+
+@pytest.fixture
+def healthy(sandbox: Sandbox) -> Sandbox:
+    """The sandbox twin running and reset to the healthy staging, with an empty journal."""
+    return _fresh_world(sandbox, "healthy")
+
+
+def _fresh_world(sandbox: Sandbox, scenario: str) -> Sandbox:
     _ensure_twin(sandbox)
-    sandbox.reset("incident-1278")
+    sandbox.reset(scenario)
     sandbox.fresh_journal()
     return sandbox
 

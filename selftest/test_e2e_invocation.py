@@ -46,16 +46,6 @@ def assert_gate_collected(r: Run) -> list[str]:
     return ids
 
 
-@pytest.fixture
-def healthy(sandbox: Sandbox) -> Sandbox:
-    from selftest.conftest import _ensure_twin
-
-    _ensure_twin(sandbox)
-    sandbox.reset("healthy")
-    sandbox.fresh_journal()
-    return sandbox
-
-
 @pytest.mark.parametrize("form", ["space", "equals"])
 @pytest.mark.parametrize("command", ["pytest", "python -m pytest", "bin/gate"])
 def test_outside_targets_and_reports_from_the_project_folder(healthy: Sandbox, tmp_path: Path, form: str,
