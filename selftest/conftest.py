@@ -175,18 +175,19 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(name, None)
 
 
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    root = tmp_path_factory.mktemp("gate")
+def make_sandbox(root: Path) -> Sandbox:
+    """A sandbox in ``root``: the shipped `sim` target moved to free ports and a home of its own (a
+    test that needs a second twin, the capture's round trip, makes another)."""
     home = root / "twin-home"
     control, data, grpc = (f"127.0.0.1:{p}" for p in free_ports(3))
     targets = root / "targets.toml"
-    # The shipped `sim` target itself, moved to free ports and a temporary home.
     targets.write_text(relocate_sim(ROOT / "targets.toml", home, control, data, grpc))
-    box = Sandbox(root, targets, home, root / "reports", control, data, grpc)
-    yield box
-    # The gate leaves the twin running on purpose (the world persists between runs); stop ours.
-    info = home / "server.json"
+    return Sandbox(root, targets, home, root / "reports", control, data, grpc)
+
+
+def stop_sandbox(box: Sandbox) -> None:
+    """Stop the sandbox's twin (the gate leaves it running on purpose: the world persists between runs)."""
+    info = box.home / "server.json"
     if info.exists():
         pid = json.loads(info.read_text())["pid"]
         try:
@@ -196,6 +197,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
                 time.sleep(0.05)
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    box = make_sandbox(tmp_path_factory.mktemp("gate"))
+    yield box
+    stop_sandbox(box)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""``python -m twin serve | reset | status | stop``: run and steer the embedded staging twin."""
+"""``python -m twin serve | reset | status | stop | capture``: run and steer the embedded staging twin,
+and capture a real target as a scenario file it can load."""
 
 from __future__ import annotations
 
@@ -355,6 +356,34 @@ def stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def capture(args: argparse.Namespace) -> int:
+    """Read a target through the gate's adapters (read-only) and write it as a scenario file. The
+    gate's library is imported only here: the twin itself never depends on it."""
+    from goldenpath import capture as capturing
+    from goldenpath import twinctl
+    from goldenpath.config import load
+    from goldenpath.errors import ConfigError
+
+    try:
+        target = load(args.targets_file.resolve(), args.target)
+    except ConfigError as exc:
+        _refuse(f"twin capture: {exc}", BAD_INPUT)
+    if target.twin is not None:
+        twinctl.ensure_running(target)  # a twin target: its world must be served to be read
+    try:
+        gaps = capturing.write(target, args.out)
+    except Exception as exc:  # an API refused a read: say which, write nothing half-done
+        args.out.unlink(missing_ok=True)
+        _refuse(f"twin capture: reading target {args.target} failed ({type(exc).__name__}: {exc}). Nothing was "
+                "written. Check the account's read permissions (README, 'Setup') and run again.")
+    print(f"twin: captured target {args.target} into {args.out}; load it with "
+          f"`python -m twin reset --scenario {args.out}`.")
+    print("twin: not reproduced by the twin (also in the file's header):")
+    for gap in gaps:
+        print(f"  - {gap}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twin", description=__doc__)
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
@@ -376,6 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="show the world")
     p.add_argument("--json", action="store_true", help="the whole world, in the APIs' own JSON")
     p.set_defaults(func=status)
+    p = sub.add_parser(
+        "capture", help="write a target's current state as a scenario file (read-only)",
+        description="Read a target (its Cloud Run services and revisions, connector, Cloud SQL instance and "
+                    "num_backends, certificates, log-based metrics, alert policies, notification channels, "
+                    "dashboards, and a summary of its request log) through the gate's own Google adapters, "
+                    "with read calls only, and write it as a scenario file that `python -m twin reset "
+                    "--scenario FILE` loads: a copy of that staging to rehearse --remediate on. Environment "
+                    "values are kept only for the target's required_env (others are <redacted>); no token "
+                    "or credential is written. What the twin cannot reproduce is listed in the file's header "
+                    "and printed.")
+    p.add_argument("--target", required=True, help="the target to read (a [targets.NAME] of the targets file)")
+    p.add_argument("--targets-file", type=Path, default=Path(__file__).resolve().parent.parent / "targets.toml",
+                   help="the targets file (default: the repository's targets.toml)")
+    p.add_argument("--out", type=Path, required=True, help="the scenario file to write (FILE.toml)")
+    p.set_defaults(func=capture)
     p = sub.add_parser("stop", help="stop a running twin")
     p.set_defaults(func=stop)
     args = parser.parse_args(argv)

@@ -11,11 +11,14 @@ import hashlib
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.cloud import monitoring_dashboard_v1
 
 from twin.store import ApiError, Store, check_project, invalid, list_body, lookup, parse_body, records, roundtrip
+
+if TYPE_CHECKING:
+    from twin.scenario import Scenario
 
 # ---- Monitoring v1: dashboards ---------------------------------------------------------------------
 
@@ -132,8 +135,12 @@ def delete_dashboard(world: Store, project: str, dashboard_id: str) -> dict[str,
 
 
 
-def seed(world: Store) -> None:
-    world.state["dashboards"] = {}
+def seed(world: Store, sc: Scenario) -> None:
+    """At reset: the scenario's dashboards (a capture's, as read; none in a hand-written scenario)."""
+    world.state["dashboards"] = {
+        d["name"].rsplit("/", 1)[-1]: {"resource": roundtrip(monitoring_dashboard_v1.Dashboard, d)}
+        for d in sc.dashboards
+    }
 
 
 def dashboards(world: Store) -> list[dict[str, Any]]:

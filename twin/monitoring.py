@@ -558,7 +558,8 @@ def _propagated(world: Store, metric: dict[str, Any], now: float) -> bool:
 
 
 def seed(world: Store, sc: Scenario) -> None:
-    """At reset: the scenario's notification channels, and no alert policy."""
+    """At reset: the scenario's notification channels and alert policies (a capture's; none in a
+    hand-written scenario), each stored as read, under its own id."""
     project = world.state["project"]
     world.state["notification_channels"] = {
         c.id: {"resource": roundtrip(monitoring_v3.NotificationChannel, {
@@ -570,4 +571,7 @@ def seed(world: Store, sc: Scenario) -> None:
         })}
         for c in sc.notification_channels
     }
-    world.state["alert_policies"] = {}
+    world.state["alert_policies"] = {
+        p["name"].rsplit("/", 1)[-1]: {"resource": roundtrip(monitoring_v3.AlertPolicy, p)}
+        for p in sc.alert_policies
+    }

@@ -9,6 +9,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from twin.logging import ENTRIES_SCANNED_PER_PAGE, READ_REQUESTS_PER_MINUTE, check_metric_name
@@ -302,6 +304,11 @@ class Scenario(_Strict):
     # Phase 4: the channels alert policies may notify, metrics made by hand, and injected API failures.
     notification_channels: list[NotificationChannelSpec] = []
     log_metrics: list[LogMetricSpec] = []
+    # Alert policies and dashboards that exist already, each as the API's REST JSON read back
+    # (monitoring v3 AlertPolicy, dashboard v1 Dashboard, with their names): what `python -m twin
+    # capture` found on a target. The shipped scenarios have none (Phase 4 creates them).
+    alert_policies: list[dict[str, Any]] = []
+    dashboards: list[dict[str, Any]] = []
     faults: list[FaultSpec] = []
 
     @model_validator(mode="after")

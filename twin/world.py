@@ -65,7 +65,7 @@ class World(Store):
         sqladmin.seed(self, sc, now)
         compute.seed(self, sc, now)
         monitoring.seed(self, sc)
-        dashboards.seed(self)
+        dashboards.seed(self, sc)
         self.seed_faults(sc.faults)
         self._seed_history(sc, now)
         self.dirty = True

@@ -24,20 +24,32 @@ class Compute:
         return compute_v1.SslCertificatesClient(transport="rest", credentials=self.session.credentials,
                                                 client_options=self.session.client_options(self.API) or None)
 
+    def certificates(self) -> list[CertificateState]:
+        """Every SSL certificate of the project (the pager follows nextPageToken)."""
+        project = self.session.target.project
+        with self.session.call(self.API, "sslCertificates.list", f"projects/{project}/global/sslCertificates"):
+            return [_state(m) for m in self._certificates.list(project=project, retry=self.session.read_retry(),
+                                                                timeout=None)]
+
     def certificate(self, name: str) -> CertificateState:
         project = self.session.target.project
         with self.session.call(self.API, "sslCertificates.get", f"projects/{project}/global/sslCertificates/{name}"):
             msg = self._certificates.get(project=project, ssl_certificate=name,
                                          retry=self.session.read_retry(), timeout=None)
-        raw = json.loads(type(msg).to_json(msg, use_integers_for_enums=False,
-                                           always_print_fields_with_no_presence=False, indent=None))
-        expire = raw.get("expireTime")
-        return CertificateState(
-            name=msg.name,
-            type=raw.get("type", ""),
-            status=raw.get("managed", {}).get("status", ""),
-            domains=tuple(raw.get("managed", {}).get("domains", [])),
-            subject_alt_names=tuple(raw.get("subjectAlternativeNames", [])),
-            expire_time=datetime.fromisoformat(expire.replace("Z", "+00:00")) if expire else None,
-            raw=raw,
-        )
+        return _state(msg)
+
+
+def _state(msg: Any) -> CertificateState:
+    """A certificate message as the gate reads it (REST JSON names)."""
+    raw = json.loads(type(msg).to_json(msg, use_integers_for_enums=False,
+                                       always_print_fields_with_no_presence=False, indent=None))
+    expire = raw.get("expireTime")
+    return CertificateState(
+        name=msg.name,
+        type=raw.get("type", ""),
+        status=raw.get("managed", {}).get("status", ""),
+        domains=tuple(raw.get("managed", {}).get("domains", [])),
+        subject_alt_names=tuple(raw.get("subjectAlternativeNames", [])),
+        expire_time=datetime.fromisoformat(expire.replace("Z", "+00:00")) if expire else None,
+        raw=raw,
+    )

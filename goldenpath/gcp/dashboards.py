@@ -39,6 +39,12 @@ class Dashboards:
             except NotFound:
                 return None
 
+    def list(self, parent: str) -> list[dict[str, Any]]:
+        """Every dashboard of ``parent`` (projects/P), as REST JSON."""
+        with self.session.call(self.API, "dashboards.list", parent):
+            return [to_json(d) for d in self._client.list_dashboards(parent=parent, retry=self.session.read_retry(),
+                                                                      timeout=None)]
+
     def create(self, dashboard: dict[str, Any]) -> dict[str, Any]:
         """Create it under its own name (validate_only first, the server's dry run)."""
         v1 = self._v1

@@ -179,6 +179,29 @@ class CloudLogging:
             examples=examples,
         )
 
+    def request_entries(self, service: str, since: datetime, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` request-log entries of ``service`` since ``since``, each reduced to what
+        a capture summarises (time, revision, HTTP status, latency in seconds): no URL query, header
+        or payload is kept."""
+        project = self.session.target.project
+        flt = (
+            'resource.type="cloud_run_revision" '
+            f'AND resource.labels.service_name="{service}" '
+            f'AND logName="projects/{project}/logs/run.googleapis.com%2Frequests" '
+            f'AND timestamp>="{_ts(since)}"'
+        )
+        out = []
+        for e in self._list(flt, limit):
+            req = e.http_request or {}
+            latency = str(req.get("latency") or "").rstrip("s")
+            try:
+                seconds: float | None = float(latency)
+            except ValueError:
+                seconds = None
+            out.append({"time": e.timestamp, "status": req.get("status"), "latency": seconds,
+                        "revision": (e.resource.labels or {}).get("revision_name") if e.resource else None})
+        return out
+
     def connector_errors(self, connector: str, services: tuple[str, ...], since: datetime) -> ConnectorLog:
         """What the logs say about ``connector`` since ``since``.
 
@@ -229,6 +252,14 @@ class CloudLogging:
                           examples=tuple(_text(e)[:160] for e in entries[:EXAMPLES]))
 
     # ---- log-based metrics (Phase 4) ----------------------------------------------------------
+
+    def list_metrics(self) -> list[dict[str, Any]]:
+        """Every log-based metric of the project (REST JSON)."""
+        project = self.session.target.project
+        with self.session.call(self.API, "metrics.list", f"projects/{project}"):
+            # The client's pager follows nextPageToken itself; each item is a logging Metric.
+            return [{"name": m.name, "filter": m.filter_, "description": m.description or ""}
+                    for m in self._client.metrics_api.list_metrics(project)]
 
     def get_metric(self, name: str) -> dict[str, Any] | None:
         """The metric as the API returns it (REST JSON), or None when it does not exist."""
