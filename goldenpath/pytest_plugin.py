@@ -99,6 +99,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 choices=("apply", "plan"), metavar="plan",
                 help="run the runbook's remediation steps in fixture setup; --remediate=plan shows every "
                      "change and makes none (default: read-only)")
+    g.addoption("--plan", dest="gp_plan", default=None, metavar="FILE",
+                help="with --remediate: apply exactly this reviewed plan (the plan.json --remediate=plan wrote); a "
+                     "step not in it, or whose resource changed since, is refused")
     g.addoption("--yes", dest="gp_yes", action="store_true",
                 help="consent to irreversible or restart-causing steps (revision deletion, database restart)")
     g.addoption("--no-rollback", dest="gp_no_rollback", action="store_true",

@@ -24,6 +24,7 @@ class Change:
     why: str = ""             # why this change, and where it deviates from the runbook
     after_verification: bool = False  # only once the phase's criteria pass (e.g. deletions)
     expected_etag: str = ""   # the state it was planned from; applying refuses if it moved
+    updated: str = ""         # the resource's last update time as the API reports it (a stale plan names it)
     payload: dict[str, Any] = field(default_factory=dict)  # what the executor needs
     # Sent twice, it does no harm: guarded (an etag, settingsVersion), named (a second create is 409
     # ALREADY_EXISTS) or setting a value (an update). A create whose name the server picks is not:

@@ -41,6 +41,8 @@ class Journal:
         self.run_id = run_id
         self.keep_env = keep_env  # environment variables whose values may be written (the required ones)
         self.records: list[dict[str, Any]] = []
+        # --plan FILE: its digest on every record about a change, tying the change to the reviewed plan
+        self.plan = ""
         self._seq = 0
 
     def write(self, event: str, change: Any = None, **fields: Any) -> dict[str, Any]:
@@ -59,6 +61,8 @@ class Journal:
         if change is not None:
             record.update({"phase": change.phase, "step": change.step, "resource": change.resource,
                            "summary": change.summary})
+            if self.plan:
+                record["plan"] = self.plan
         record.update(redact(fields, self.keep_env))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as fh:

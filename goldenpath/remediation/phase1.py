@@ -60,7 +60,7 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
                 gcloud=f"gcloud run services update-traffic {name} --to-revisions={latest}=100 {where}",
                 why=f"{latest} is the latest ready revision as Cloud Run reports it; the split is restored "
                     "if Phase 1 does not verify" + ("; every traffic tag stays as it is" if tags else ""),
-                expected_etag=svc.etag,
+                expected_etag=svc.etag, updated=svc.update_time.isoformat(),
                 payload={"service": name, "to": _shares(target_split), "restore": _shares(holding),
                          "restore_traffic": list(svc.raw.get("traffic", []))},
             ))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Protocol
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Protocol
 
 from goldenpath.errors import GoldenpathError, NotYetUsable, transient, unprocessed
 from goldenpath.remediation import preflight
@@ -20,6 +21,9 @@ from goldenpath.remediation.change import LANDED, NOT_LANDED, UNKNOWN, Change, F
 from goldenpath.remediation.journal import Journal, change_fields
 from goldenpath.trail import logger
 from goldenpath.verdict import Status, Verdict
+
+if TYPE_CHECKING:
+    from goldenpath.remediation.planfile import PlanFile
 
 LOG = logger("remediation")
 
@@ -129,8 +133,10 @@ def consent_reason(change: Change) -> str:
 
 class Runner:
     def __init__(self, remedy: PhaseRemedy, journal: Journal, *, consent: bool, rollback: bool,
-                 guard: Callable[[], str | None] | None = None) -> None:
+                 guard: Callable[[], str | None] | None = None, plan: PlanFile | None = None) -> None:
         self.remedy = remedy
+        # --plan FILE: only the reviewed plan's steps, each from the state it was planned from.
+        self.plan_file = plan
         # Called once before the first mutation: the one-remediation-at-a-time lock and the refusal
         # to change a target that an interrupted run may have left half-changed. A paragraph refuses.
         self.guard = guard
@@ -184,6 +190,15 @@ class Runner:
             return out
         if mode != "apply" or not plan:
             return out
+        if self.plan_file is not None:
+            # Every step it would apply (consent given), held against the reviewed plan before the
+            # first of them: a refusal changes nothing.
+            read_at = datetime.now(timezone.utc).isoformat()
+            refused = self.plan_file.refusal([c for c in plan if self.consent or not c.needs_consent], read_at)
+            if refused:
+                LOG.warning("phase %d: refused by --plan: %s", self.remedy.phase, refused)
+                out.refused = refused
+                return out
         immediate = [c for c in plan if not c.after_verification]
         deferred = [c for c in plan if c.after_verification]
 
