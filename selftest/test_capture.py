@@ -3,6 +3,7 @@ shipped scenario, loaded into a second twin, gets the same verdict and the same 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import sys
@@ -81,11 +82,13 @@ def _outcomes(box: Sandbox) -> dict[str, str]:
     return {c["test"]: c["outcome"] for c in verdict["criteria"]}
 
 
-# Generated names and times the plan may differ in: operation ids, timestamps, durations, etags.
+# Generated names and times the plan may differ in: operation ids, timestamps, durations, etags, and
+# the loopback address each twin listens on.
 GENERATED = [(re.compile(r"operations/[\w-]+"), "operations/ID"),
              (re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?"), "TIME"),
              (re.compile(r"\b\d+(\.\d+)? ?(s|ms|min)\b"), "N s"),
-             (re.compile(r'etag[ =:]+"?[\w/+=-]+"?'), "etag=E")]
+             (re.compile(r'etag[ =:]+"?[\w/+=-]+"?'), "etag=E"),
+             (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT")]
 
 
 def _plans(box: Sandbox) -> dict[str, str]:
@@ -125,4 +128,45 @@ def test_a_capture_round_trips(scenario: str, sandbox: Sandbox, second: Sandbox)
     diff: dict[str, Any] = {t: (source.get(t), copy.get(t)) for t in set(source) | set(copy)
                             if source.get(t) != copy.get(t)}
     assert diff == {}, f"outcomes differ (source, copy): {diff}\ncapture:\n{out.read_text()}"
-    assert _plans(sandbox) == _plans(second)
+    plans, copied = _plans(sandbox), _plans(second)
+    assert plans, "no phase wrote a plan: the comparison would say nothing"
+    differ = ["\n".join(difflib.unified_diff(plans.get(n, "").splitlines(), copied.get(n, "").splitlines(),
+                                             f"source {n}", f"copy {n}", lineterm=""))
+              for n in sorted(set(plans) | set(copied)) if plans.get(n) != copied.get(n)]
+    assert not differ, "the plans differ:\n" + "\n".join(differ)
+
+
+def test_the_rehearsal_workflow_capture_rehearse_plan_then_a_stale_plan(sandbox: Sandbox, second: Sandbox) -> None:
+    """README "Rehearse on a copy of your staging", end to end: `sandbox` stands for staging (in the
+    incident), `second` is the rehearsal twin made from its capture."""
+    from selftest.test_e2e_planfile import BACKEND, NEW, OLD, make_plan, move_traffic
+
+    _ensure_twin(sandbox)
+    _ensure_twin(second)
+    sandbox.reset("incident-1278")
+    sandbox.fresh_journal()
+    out = sandbox.root / "captured-staging-now.toml"
+    assert capture(sandbox, out).returncode == 0
+    # Rehearse the fix on the copy: it lands and verifies there; staging is untouched.
+    second.reset(str(out))
+    second.fresh_journal()
+    staging_writes = sandbox.writes()
+    rehearsal = second.gate("-m", "phase1", "--remediate", "--yes", "-rA")
+    assert rehearsal.returncode == 0, rehearsal.output
+    assert second.serving() == {NEW: 100} and OLD not in second.revisions()
+    assert sandbox.writes() == staging_writes and sandbox.serving() != {NEW: 100}
+    # The plan someone reviews is made against staging itself (read-only): its fingerprints are
+    # staging's resources. Then the world moves behind the plan's back: applying it is refused.
+    path, doc = make_plan(sandbox, "-m", "phase1")
+    assert [s["step"] for s in doc["steps"]] == ["route-traffic", "delete-revision"]
+    move_traffic(sandbox, {OLD: 80, NEW: 20})
+    writes = sandbox.writes()
+    run = sandbox.gate("-m", "phase1", "--remediate", "--yes", "--plan", str(path), "-rA")
+    assert f"stale plan: {BACKEND} changed at " in run.output, run.output
+    assert sandbox.writes() == writes and sandbox.serving() == {OLD: 80, NEW: 20}
+    # Planned again on the world as it is, the reviewed plan applies, and only it.
+    path, doc = make_plan(sandbox, "-m", "phase1")
+    run = sandbox.gate("-m", "phase1", "--remediate", "--yes", "--plan", str(path), "-rA")
+    assert run.returncode == 0, run.output
+    assert sandbox.serving() == {NEW: 100} and OLD not in sandbox.revisions()
+    assert {r["plan"] for r in sandbox.journal() if r["event"].startswith("apply.")} == {doc["digest"]}

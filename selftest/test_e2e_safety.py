@@ -33,6 +33,12 @@ def test_remediation_refuses_xdist(incident: Sandbox) -> None:
     assert run.returncode == 4
     assert "Remediation refuses to run under pytest-xdist" in run.output
     assert requests_total(incident) == before
+    # nor a plan: each worker would plan (and write plan.json for) only its own share of the phases
+    (incident.reports / "plan.json").unlink(missing_ok=True)
+    run = incident.gate("-m", "phase1 or phase2", "--remediate=plan", "-n", "2")
+    assert run.returncode == 4, run.output
+    assert "--remediate=plan refuses to run under pytest-xdist" in run.output
+    assert requests_total(incident) == before and not (incident.reports / "plan.json").exists()
 
 
 @pytest.mark.parametrize(
