@@ -369,9 +369,15 @@ def capture(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _refuse(f"twin capture: {exc}", BAD_INPUT)
     if target.twin is not None:
-        twinctl.ensure_running(target)  # a twin target: its world must be served to be read
+        try:
+            twinctl.ensure_running(target)  # a twin target: its world must be served to be read
+        except ConfigError as exc:
+            _refuse(f"twin capture: {exc}", BAD_INPUT)
     try:
         gaps = capturing.write(target, args.out)
+    except ConfigError as exc:  # a missing credential, an unreachable endpoint: the gate's own paragraph
+        args.out.unlink(missing_ok=True)
+        _refuse(f"twin capture: {exc} Nothing was written.", BAD_INPUT)
     except Exception as exc:  # an API refused a read: say which, write nothing half-done
         args.out.unlink(missing_ok=True)
         _refuse(f"twin capture: reading target {args.target} failed ({type(exc).__name__}: {exc}). Nothing was "
