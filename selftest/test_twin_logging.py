@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,7 @@ from goldenpath import config
 from goldenpath.errors import CheckError
 from goldenpath.gcp.logging import MAX_PAGES, CloudLogging
 from goldenpath.gcp.session import GcpSession
+from goldenpath.probes import http
 from goldenpath.twinctl import relocate_sim
 from selftest.twinproc import TwinProcess, running_twin
 from twin import scenario as scenarios
@@ -250,3 +252,56 @@ def test_a_gate_read_of_the_incident_makes_few_calls(twin: Twin) -> None:
     assert log.total_capped and log.errors_503 > 0
     assert twin.calls() - before <= 1 + 3  # 20 requests on the first page; the 503s of half an hour in three
     assert json.dumps(twin.status()["logging"]["read_requests_per_minute"]) == "60"
+
+
+# ---- one read for all services (the quota is per project) ----------------------------------------
+
+AUTH = "auth-service-staging"
+
+
+def test_the_request_logs_of_all_services_are_one_pair_of_reads_and_agree_with_each_read_alone(
+        twin: Twin) -> None:
+    logging = twin.adapter()
+    now = datetime.now(timezone.utc)
+    windows = {BACKEND: now - timedelta(minutes=60), AUTH: now - timedelta(minutes=20)}
+    alone = {n: logging.request_log(n, since, 20) for n, since in windows.items()}
+    before = twin.calls()  # the same world: its history is regenerated (with new times) only by a reset
+    shared = logging.request_logs(windows, 20)
+    assert shared == alone
+    assert shared[BACKEND].errors_503 > 0 and shared[AUTH].total_capped
+    # Two reads (every request, the 503s), each over a few pages: not two per service.
+    assert twin.calls() - before <= 1 + 3
+
+
+def test_a_service_the_shared_read_cannot_decide_is_read_on_its_own(twin: Twin,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    logging = twin.adapter()
+    target = logging.session.target
+    backend = next(s for s in target.services if s.name == BACKEND)
+    assert backend.health_url
+    # Twenty requests to the backend now: the newest twenty entries of the request log are all its,
+    # so a shared read of 2 × 10 sees none of the auth service's, whose window reaches back an hour.
+    asyncio.run(http.burst(backend.health_url, 20, resolve_map=target.resolve, ca_bundle=str(target.ca_path),
+                           timeout=TIMEOUT))
+    now = datetime.now(timezone.utc)
+    windows = {BACKEND: now - timedelta(minutes=60), AUTH: now - timedelta(minutes=60)}
+    alone = {n: logging.request_log(n, since, 10) for n, since in windows.items()}
+    with caplog.at_level("DEBUG", logger="goldenpath.logging"):
+        shared = logging.request_logs(windows, 10)
+    assert "the shared read did not decide" in caplog.text
+    assert shared == alone
+
+
+def test_the_startup_errors_of_all_serving_revisions_are_one_read(twin: Twin) -> None:
+    logging = twin.adapter()
+    revisions = twin.status()["run"]["revisions"]
+    serving = {}
+    for name in (BACKEND, AUTH):
+        newest = max((r for r in revisions if r["service"].endswith(f"/services/{name}")),
+                     key=lambda r: r["createTime"])
+        serving[name] = (newest["name"].rsplit("/", 1)[-1], datetime.fromisoformat(
+            newest["createTime"].replace("Z", "+00:00")))
+    alone = {n: logging.startup_errors(n, rev, since) for n, (rev, since) in serving.items()}
+    before = twin.calls()
+    assert logging.startup_errors_of(serving) == alone
+    assert twin.calls() - before <= 3

@@ -10,19 +10,32 @@ Cloud project" (https://cloud.google.com/logging/quotas#api-limits), and a page 
 with a nextPageToken while the search goes on (logging.v2.json, ListLogEntriesResponse). The
 client's iterator follows such pages; each read stops at what its criterion needs (``max_results``)
 and after at most ``MAX_PAGES`` calls, so a gate run's reads stay well inside the quota.
+
+The quota is per project, not per service: with one read per service a 20-service target would
+spend over 100 calls in one gate run. So the request logs and the startup errors of all services
+are each read at once (``request_logs``, ``startup_errors_of``: one filter naming every service or
+revision, split here), with a follow-up read only for a service the shared cap left undecided.
+And every entries.list of this process is paced (``_Pacer``) to stay under the minute's quota,
+whatever reads it (the gate, ``python -m twin capture``).
 """
 
 from __future__ import annotations
 
+import re
 import threading
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from goldenpath.errors import CheckError
 from goldenpath.gcp.session import GcpSession
 from goldenpath.observations import ConnectorLog, RequestLog, StartupLog
+from goldenpath.trail import logger
+
+LOG = logger("logging")
 
 EXAMPLES = 5
 STARTUP_MINUTES = 10  # what a revision logs after this is runtime, not startup
@@ -38,6 +51,43 @@ EGRESS_ERROR_PATTERN = ("(?i)(i/o timeout|ETIMEDOUT|ECONNRESET|ECONNREFUSED|conn
 MAX_PAGES = 6
 ENTRIES_LIST = "/entries:list"  # the JSON transport's path of entries.list (a POST that only reads)
 QUOTA = "Logging read quota, 60 entries.list a minute per project"
+# The calls this process lets itself make in any rolling minute: under the quota's 60, leaving room
+# for the Logs Explorer or another reader of the same project.
+PACED_PER_MINUTE = 50
+# Cloud Run service and revision names are lowercase letters, digits and hyphens
+# (https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services: "must ... only
+# contain lowercase letters, numbers and hyphens"): safe inside a regular expression as they are.
+_NAME = re.compile(r"^[a-z0-9-]+$")
+
+
+class _Pacer:
+    """Every entries.list of this process, kept under PACED_PER_MINUTE in a rolling minute: a call
+    that would exceed it waits until the oldest of the minute leaves the window (never a fixed
+    sleep). One per process: the quota counts the project's calls, whichever client makes them."""
+
+    def __init__(self, per_minute: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.per_minute, self.window = per_minute, window
+        self._clock, self._sleep = clock, sleep
+        self._calls: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def admit(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._calls and self._calls[0] <= now - self.window:
+                    self._calls.popleft()
+                if len(self._calls) < self.per_minute:
+                    self._calls.append(now)
+                    return
+                wait = self._calls[0] + self.window - now
+            LOG.info("pausing %.1f s before the next entries.list: %d calls in the last minute (%s)", wait,
+                     self.per_minute, QUOTA)
+            self._sleep(wait)
+
+
+PACER = _Pacer(PACED_PER_MINUTE)
 
 
 def _ts(dt: datetime) -> str:
@@ -96,10 +146,12 @@ class CloudLogging:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             read = kwargs.get("method") == "GET" or kwargs.get("path") == ENTRIES_LIST
-            if kwargs.get("path") == ENTRIES_LIST and self._pages.limit is not None:
-                self._pages.count += 1
-                if self._pages.count > self._pages.limit:
-                    raise TooManyPages()
+            if kwargs.get("path") == ENTRIES_LIST:
+                if self._pages.limit is not None:
+                    self._pages.count += 1
+                    if self._pages.count > self._pages.limit:
+                        raise TooManyPages()
+                PACER.admit()
             kwargs.pop("timeout", None)
             if read:
                 return self.session.read_retry()(api_request)(*args, **kwargs)
@@ -150,34 +202,66 @@ class CloudLogging:
             )
         return exc
 
-    def request_log(self, service: str, since: datetime, min_requests: int) -> RequestLog:
-        """Requests to ``service`` since ``since``: enough for a verdict, and every 503 up to a cap."""
+    def _request_filter(self, services: Sequence[str], since: datetime) -> str:
         project = self.session.target.project
-        base = (
+        return (
             'resource.type="cloud_run_revision" '
-            f'AND resource.labels.service_name="{service}" '
+            f'AND {_one_of("resource.labels.service_name", services)} '
             f'AND logName="projects/{project}/logs/run.googleapis.com%2Frequests" '
             f'AND timestamp>="{_ts(since)}"'
         )
-        # The two reads are independent: run them side by side.
+
+    def request_log(self, service: str, since: datetime, min_requests: int) -> RequestLog:
+        """Requests to ``service`` since ``since``: enough for a verdict, and every 503 up to a cap."""
+        return self.request_logs({service: since}, min_requests)[service]
+
+    def request_logs(self, windows: Mapping[str, datetime], min_requests: int) -> dict[str, RequestLog]:
+        """The request log of each service since its own moment (``windows``), read for all of them at
+        once: two entries.list reads (every request, and the 503s) whatever the number of services,
+        side by side, then a read of its own only for a service the shared read cannot decide."""
+        names = sorted(windows)
+        if not names:
+            return {}
+        if len(names) > 1 and not all(_NAME.match(n) for n in names):
+            return {n: self.request_logs({n: windows[n]}, min_requests)[n] for n in names}
+        base = self._request_filter(names, min(windows.values()))
         with ThreadPoolExecutor(max_workers=2) as pool:
-            total_f = pool.submit(self._list, base, min_requests)
-            errors_f = pool.submit(self._list, base + " AND httpRequest.status=503", ERRORS_CAP)
+            total_f = pool.submit(self._list, base, min_requests * len(names))
+            errors_f = pool.submit(self._list, base + " AND httpRequest.status=503", ERRORS_CAP * len(names))
             total, errors = total_f.result(), errors_f.result()
-        examples = tuple(
-            {
-                "time": e.timestamp.isoformat() if e.timestamp else None,
-                "revision": (e.resource.labels or {}).get("revision_name") if e.resource else None,
-                "url": (e.http_request or {}).get("requestUrl"),
-            }
-            for e in errors[:EXAMPLES]
-        )
-        return RequestLog(
-            service=service, since=since,
-            total_seen=len(total), total_capped=len(total) >= min_requests,
-            errors_503=len(errors), errors_capped=len(errors) >= ERRORS_CAP,
-            examples=examples,
-        )
+        totals = _split(total, min_requests * len(names), windows, min_requests, _service_of)
+        found = _split(errors, ERRORS_CAP * len(names), windows, ERRORS_CAP, _service_of)
+        undecided = [n for n in names if totals[n] is None or found[n] is None]
+        if undecided:
+            LOG.debug("request logs: the shared read did not decide %s; reading each on its own", ", ".join(undecided))
+        with ThreadPoolExecutor(max_workers=max(1, min(4, 2 * len(undecided)))) as pool:
+            again = {n: (pool.submit(self._list, self._request_filter([n], windows[n]), min_requests)
+                         if totals[n] is None else None,
+                         pool.submit(self._list, self._request_filter([n], windows[n]) + " AND httpRequest.status=503",
+                                     ERRORS_CAP) if found[n] is None else None)
+                     for n in undecided}
+            for n, (t_f, e_f) in again.items():
+                if t_f is not None:
+                    totals[n] = t_f.result()
+                if e_f is not None:
+                    found[n] = e_f.result()
+        out = {}
+        for n in names:
+            seen, bad = totals[n] or [], found[n] or []
+            out[n] = RequestLog(
+                service=n, since=windows[n],
+                total_seen=min(len(seen), min_requests), total_capped=len(seen) >= min_requests,
+                errors_503=min(len(bad), ERRORS_CAP), errors_capped=len(bad) >= ERRORS_CAP,
+                examples=tuple(
+                    {
+                        "time": e.timestamp.isoformat() if e.timestamp else None,
+                        "revision": (e.resource.labels or {}).get("revision_name") if e.resource else None,
+                        "url": (e.http_request or {}).get("requestUrl"),
+                    }
+                    for e in bad[:EXAMPLES]
+                ),
+            )
+        return out
 
     def request_entries(self, service: str, since: datetime, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` request-log entries of ``service`` since ``since``, each reduced to what
@@ -236,20 +320,46 @@ class CloudLogging:
             examples=tuple(t[:160] for t in texts[:EXAMPLES]),
         )
 
-    def startup_errors(self, service: str, revision: str, since: datetime) -> StartupLog:
-        """What a revision logged at severity ≥ ERROR while it started (its first STARTUP_MINUTES),
-        request logs aside (a 5xx request is logged as an error too, and says nothing about startup)."""
+    def _startup_filter(self, revisions: Sequence[str], since: datetime, until: datetime) -> str:
         project = self.session.target.project
-        until = since + timedelta(minutes=STARTUP_MINUTES)
-        filter_ = (
+        return (
             'resource.type="cloud_run_revision" '
-            f'AND resource.labels.revision_name="{revision}" '
+            f'AND {_one_of("resource.labels.revision_name", revisions)} '
             f'AND logName!="projects/{project}/logs/run.googleapis.com%2Frequests" '
             f'AND severity>=ERROR AND timestamp>="{_ts(since)}" AND timestamp<="{_ts(until)}"'
         )
-        entries = self._list(filter_, ERRORS_CAP)
-        return StartupLog(service=service, revision=revision, since=since, errors=len(entries),
-                          examples=tuple(_text(e)[:160] for e in entries[:EXAMPLES]))
+
+    def startup_errors(self, service: str, revision: str, since: datetime) -> StartupLog:
+        """What a revision logged at severity ≥ ERROR while it started (its first STARTUP_MINUTES),
+        request logs aside (a 5xx request is logged as an error too, and says nothing about startup)."""
+        return self.startup_errors_of({service: (revision, since)})[service]
+
+    def startup_errors_of(self, serving: Mapping[str, tuple[str, datetime]]) -> dict[str, StartupLog]:
+        """``startup_errors`` of each service's (revision, creation time), read for all at once: one
+        entries.list over the union of their startup windows, split by revision and each revision's
+        own window; a revision the shared cap leaves undecided is read on its own."""
+        if not serving:
+            return {}
+        revisions = {rev: since for rev, since in serving.values()}
+        if len(revisions) > 1 and not all(_NAME.match(r) for r in revisions):
+            return {s: self.startup_errors_of({s: serving[s]})[s] for s in serving}
+        lo = min(revisions.values())
+        hi = max(revisions.values()) + timedelta(minutes=STARTUP_MINUTES)
+        cap = ERRORS_CAP * len(revisions)
+        entries = self._list(self._startup_filter(sorted(revisions), lo, hi), cap)
+        upto = {rev: since + timedelta(minutes=STARTUP_MINUTES) for rev, since in revisions.items()}
+        # A revision's own window ends STARTUP_MINUTES after its creation: later errors in the union's
+        # range are another revision's startup, or runtime.
+        found = _split(entries, cap, revisions, ERRORS_CAP, _revision_of,
+                       keep=lambda e: e.timestamp is None or e.timestamp <= upto.get(_revision_of(e) or "", e.timestamp))
+        for rev in [r for r, got in found.items() if got is None]:
+            found[rev] = self._list(self._startup_filter([rev], revisions[rev], upto[rev]), ERRORS_CAP)
+        out = {}
+        for service, (rev, since) in serving.items():
+            errs = found[rev] or []
+            out[service] = StartupLog(service=service, revision=rev, since=since, errors=len(errs),
+                                      examples=tuple(_text(e)[:160] for e in errs[:EXAMPLES]))
+        return out
 
     # ---- log-based metrics (Phase 4) ----------------------------------------------------------
 
@@ -290,6 +400,47 @@ class CloudLogging:
         project = self.session.target.project
         with self.session.call(self.API, "metrics.delete", f"projects/{project}/metrics/{name}", write=True):
             self._client.metrics_api.metric_delete(project, name)
+
+
+def _one_of(field: str, names: Sequence[str]) -> str:
+    """A filter term for ``field`` equal to one of ``names`` (plain equality for one: the filter the
+    gate has always sent)."""
+    if len(names) == 1:
+        return f'{field}="{names[0]}"'
+    return f'{field}=~"^({"|".join(names)})$"'
+
+
+def _service_of(entry: Any) -> str | None:
+    return (entry.resource.labels or {}).get("service_name") if entry.resource else None
+
+
+def _revision_of(entry: Any) -> str | None:
+    return (entry.resource.labels or {}).get("revision_name") if entry.resource else None
+
+
+def _oldest(entries: Sequence[Any]) -> datetime | None:
+    stamps = [e.timestamp for e in entries if e.timestamp is not None]
+    return min(stamps) if stamps else None
+
+
+def _split(read: Sequence[Any], limit: int, since: Mapping[str, datetime], need: int,
+           key: Callable[[Any], str | None], keep: Callable[[Any], bool] = lambda e: True,
+           ) -> dict[str, list[Any] | None]:
+    """A shared read's entries (newest first, at most ``limit``), each name's own from its ``since``
+    on (and those ``keep`` accepts); None for a name the read cannot decide. A read that came back
+    short of its limit saw every matching entry. One that reached it saw all entries newer than its
+    oldest: a name is decided if it has ``need`` entries already, or if its window starts after that
+    oldest entry."""
+    by: dict[str, list[Any]] = {n: [] for n in since}
+    for e in read:
+        n = key(e)
+        if n in by and (e.timestamp is None or e.timestamp >= since[n]) and keep(e):
+            by[n].append(e)
+    if len(read) < limit:
+        return dict(by)
+    edge = _oldest(read)
+    return {n: got if len(got) >= need or (edge is not None and since[n] > edge) else None
+            for n, got in by.items()}
 
 
 def _text(entry: Any) -> str:
