@@ -31,8 +31,11 @@ class ServiceState:
     etag: str
     generation: int
     observed_generation: int
-    update_time: datetime
+    update_time: datetime  # updateTime: when the last update was ACCEPTED ("the last-modified time")
     raw: dict[str, Any] = field(repr=False, compare=False)
+    # terminalCondition.lastTransitionTime: when the Ready condition last changed, i.e. when the last
+    # update's rollout finished (or failed); None when the API gives none.
+    ready_transition_time: datetime | None = None
 
     @property
     def holding_traffic(self) -> tuple[TrafficShare, ...]:

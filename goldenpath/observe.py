@@ -264,12 +264,24 @@ class Observer:
             svc, revisions = await asyncio.gather(service, listed)
         log = None
         if burst is not None:
-            # The window starts at the last change to the service: what was true before the
-            # traffic change says nothing about now. Bounded so a quiet service is not read forever.
+            # The window starts once the last change to the service was complete: what was true
+            # before the traffic change says nothing about now. Bounded so a quiet service is not
+            # read forever.
             floor = datetime.now(timezone.utc) - timedelta(minutes=t.thresholds.log_window_minutes)
-            since = max(svc.update_time, floor)
+            since = max(self._changed_since(svc), floor)
             log = await asyncio.to_thread(self.logging.request_log, cfg.name, since, t.thresholds.min_requests)
         return ServiceObservation(service=svc, revisions=revisions, burst=burst, request_log=log)
+
+    def _changed_since(self, svc: ServiceState) -> datetime:
+        """When the last change to ``svc`` was complete: the latest of its updateTime (when the update
+        was accepted), its Ready condition's lastTransitionTime (when the rollout finished) and the
+        journal's record of the gate's own change to it (written once its operation was done).
+
+        Not updateTime alone: Cloud Run keeps serving the old traffic while the operation runs, so
+        users' requests between the acceptance and the end (503s from the very split being fixed)
+        would fail the verification of a change that worked, and trigger a false rollback."""
+        times = [svc.update_time, svc.ready_transition_time, self.last_change(svc.full_name)]
+        return max(t for t in times if t is not None)
 
     async def burst(self, url: str) -> Burst:
         t = self.target

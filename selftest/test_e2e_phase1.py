@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from selftest.conftest import SCENARIOS, Sandbox
 
 BACKEND = "netra-backend-staging"
@@ -221,3 +223,49 @@ def test_an_exhausted_logging_read_quota_is_a_could_not_check(sandbox: Sandbox, 
     # Phase 1's observation needs the request log: its checks could not be made, and none passed.
     assert "VERDICT: INCONCLUSIVE" in run.output and "check(s) could not be made" in run.output
     assert " passed" not in run.output.split("short test summary")[-1]
+
+
+def _busy(box: Sandbox, users: int = 40) -> str:
+    # The incident with background users: `users` requests to the backend while each update runs,
+    # answered by the old 50/50 split (its broken revision and its contention answer 503s).
+    text = (SCENARIOS / "incident-1278.toml").read_text()
+    assert "[rollout]" not in text
+    path = box.root / "incident-1278-busy.toml"
+    path.write_text(text.replace('name = "incident-1278"', 'name = "incident-1278-busy"')
+                    + f"\n[rollout]\nuser_requests = {users}\n")
+    return str(path)
+
+
+def _logged_503s(box: Sandbox, service: str, since: str, until: str) -> int:
+    # The twin's request log, read through its Logging API as the gate reads it (every page).
+    body: dict[str, object] = {
+        "resourceNames": ["projects/netra-staging"], "pageSize": 1000,
+        "filter": (f'resource.type="cloud_run_revision" AND resource.labels.service_name="{service}" '
+                   f'AND timestamp>="{since}" AND timestamp<"{until}"')}
+    count = 0
+    while True:
+        resp = httpx.post(f"http://{box.control}/v2/entries:list", json=body, timeout=10)
+        assert resp.status_code == 200, resp.text
+        page = resp.json()
+        count += sum(e.get("httpRequest", {}).get("status") == 503 for e in page.get("entries", []))
+        if not page.get("nextPageToken"):
+            return count
+        body["pageToken"] = page["nextPageToken"]
+
+
+def test_users_503s_during_the_gates_own_traffic_change_do_not_fail_its_verification(incident: Sandbox) -> None:
+    # Users keep calling the backend while the gate's route-traffic operation runs: until it completes
+    # Cloud Run still serves the old split, so some of them get 503s stamped after the service's
+    # updateTime. Phase 1 verifies what is true once the change is done: those 503s are history.
+    incident.reset(_busy(incident))
+    run = incident.gate("-m", "phase1", "--remediate", "--yes", "-rA")
+    journal = incident.journal()
+    route = [r["time"] for r in journal if r["step"] == "route-traffic" and r["event"] in ("apply.before", "apply.after")]
+    assert len(route) == 2, journal
+    # The scenario did its part: users got 503s while the gate's traffic change ran.
+    assert _logged_503s(incident, BACKEND, route[0], route[1]) > 0
+    assert run.returncode == 0, run.output
+    assert "rollback" not in " ".join(r["event"] for r in journal), journal
+    assert "ESCALATE" not in run.output
+    assert incident.serving() == {NEW: 100}
+    assert OLD not in incident.revisions()

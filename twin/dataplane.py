@@ -123,6 +123,31 @@ def serve(world: Store, host: str, path: str, at: float | None = None, method: s
     return answer
 
 
+def users_during_updates(world: Store, now: float) -> None:
+    """The scenario's background users ([rollout] user_requests) while a service update runs: the
+    requests whose time has come, up to ``now``, served and logged with their own timestamps.
+
+    Called before :func:`twin.run.advance` completes the operations due, so every one of them, the
+    last included, meets the traffic served before the update (an operation's requests are spread
+    over [accepted, done_at), all earlier than its completion)."""
+    count = int(world.state.get("rollout", {}).get("user_requests", 0))
+    if not count:
+        return
+    for op in world.state["operations"].values():
+        if op["done"] or op["kind"] != "update_service" or "started_at" not in op:
+            continue
+        hosts = world.state["services"][op["service"]]["hosts"]
+        served = int(op.get("users_served", 0))
+        while hosts and served < count:
+            at = op["started_at"] + (op["done_at"] - op["started_at"]) * served / count
+            if at > now:
+                break
+            serve(world, hosts[0], "/", at=at)
+            served += 1
+            op["users_served"] = served
+            world.dirty = True
+
+
 def dependency_failure(world: Store, service: str, path: str, now: float) -> str | None:
     """Why ``/health/db`` or ``/health/redis`` of ``service`` fails now, or None when it passes.
 

@@ -320,7 +320,7 @@ def update_service(
         ]
     if "scaling" in body:
         updated["scaling"] = body["scaling"]
-    op: dict[str, Any] = {"kind": "update_service", "service": name, "done": False}
+    op: dict[str, Any] = {"kind": "update_service", "service": name, "done": False, "started_at": now}
     duration = world.state["timing"]["deploy_seconds"]
     if template_changed and new_template is not None:  # (the second test only narrows the type)
         rollout = world.state.get("rollout", {})

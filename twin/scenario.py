@@ -166,6 +166,12 @@ class RolloutSpec(_Strict):
     # its last ready state. A template a revision already had (a restore) deploys.
     deploy_fails: bool = False
     startup_seconds: float = Field(1.0, ge=0)
+    # Background users (a twin mechanism, not a Google rule): this many requests to the service's
+    # first host while each of its update operations runs, evenly spread from the update's
+    # acceptance to its operation's end, each answered and logged when its time comes by the traffic
+    # the service serves until the operation completes (the old split: trafficStatuses changes at
+    # completion). With a broken or contended split some of them get 503s, before the change is done.
+    user_requests: int = Field(0, ge=0)
 
 
 class NotificationChannelSpec(_Strict):

@@ -87,6 +87,7 @@ class World(Store):
     def advance(self, now: float | None = None) -> None:
         """Let time pass up to ``now``: finish every operation whose time has come, write the logs due."""
         now = time.time() if now is None else now
+        dataplane.users_during_updates(self, now)   # before run.advance: they meet the split before it changes
         run.advance(self, now)
         vpcaccess.advance(self, now)
         sqladmin.advance(self, now)

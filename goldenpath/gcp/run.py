@@ -105,6 +105,7 @@ class CloudRun:
             observed_generation=int(svc.observed_generation),
             update_time=_dt(svc.update_time),
             raw=to_json(svc),
+            ready_transition_time=_dt(cond.last_transition_time) if cond.last_transition_time else None,
         )
 
     def _revision_state(self, rev: Any) -> RevisionState:
