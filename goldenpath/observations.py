@@ -334,7 +334,8 @@ class CleanWindow:
     now: datetime
     window_seconds: float      # the runbook's 10 minutes, in the target's time
     clock_scale: float         # target seconds per real second: 1, or more on a sped-up twin
-    last_change: datetime      # the service's last update: 503s before it are history, after it a failure
+    last_change: datetime      # when the service's last change was complete (Observer._changed_since): 503s
+                               # before it are history, after it a failure
     log: RequestLog
 
     def target_seconds(self, since: datetime) -> float:

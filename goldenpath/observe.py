@@ -136,7 +136,7 @@ class Observer:
             asyncio.gather(*(asyncio.to_thread(self.logging.request_log, n, since, t.thresholds.min_requests)
                              for n in names)))
         return {n: CleanWindow(service=n, now=now, window_seconds=window, clock_scale=scale,
-                               last_change=state.update_time, log=log)
+                               last_change=self._changed_since(state), log=log)
                 for n, state, log in zip(names, states, logs)}
 
     def clock_scale(self) -> float:
