@@ -44,10 +44,13 @@ RUN = pytest.StashKey[RunState]()
 ORDER = pytest.StashKey[int]()                              # the test's place in the collection
 JUDGED = pytest.StashKey[list[dict[str, Any]]]()            # Verdict.to_json() of each judged verdict
 CONFIRMED = pytest.StashKey[list[list[Any]]]()              # [item, Verdict.to_json()] pairs
+PHASE_TIMES = pytest.StashKey[dict[str, list[float]]]()     # phase -> [start, end] (epoch s) of its fixture
 
 # The test being run (set around its call): judge() and confirm() record on it. A pointer to the
 # item, not a store: what is recorded lives in the item's stash and then on its report.
 _RUNNING: ContextVar[pytest.Item | None] = ContextVar("goldenpath_running_test", default=None)
+# The test whose setup is running: a phase's session fixture runs in the setup of its first test.
+_SETTING_UP: ContextVar[pytest.Item | None] = ContextVar("goldenpath_setting_up", default=None)
 
 MODES = {"off": "read-only", "plan": "PLAN (shows every change, makes none)", "apply": "REMEDIATE"}
 JUNIT_PROPERTY = "goldenpath_outcome"
@@ -71,6 +74,15 @@ def record_confirmation(key: str, verdict: Verdict) -> None:
     item = _RUNNING.get()
     if item is not None:
         item.stash.setdefault(CONFIRMED, []).append([key, verdict.to_json()])
+
+
+def record_phase_time(phase: int, start: float, end: float) -> None:
+    """Keep when a phase's fixture (observe, remediate, observe again) started and ended (epoch
+    seconds); it travels on the report of the test whose setup (or call) ran it, into
+    verdict.json's ``phases``."""
+    item = _RUNNING.get() or _SETTING_UP.get()
+    if item is not None:
+        item.stash.setdefault(PHASE_TIMES, {})[str(phase)] = [start, end]
 
 
 def running_phase_note() -> str:
@@ -223,6 +235,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """The test being set up, for record_phase_time() (the phase fixtures run here)."""
+    token = _SETTING_UP.set(item)
+    try:
+        return (yield)
+    finally:
+        _SETTING_UP.reset(token)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """The running test, for judge() and confirm(). (A hook, not an autouse fixture: the report shows
     no fixture for it.)"""
@@ -237,6 +259,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, Any]:
     report = yield
     report.gp_order = item.stash.get(ORDER, 0)
+    # A phase fixture that ran in this step: on this report only (each is recorded once).
+    report.gp_phases = item.stash.get(PHASE_TIMES, {})
+    item.stash[PHASE_TIMES] = {}
     if call.when == "call":
         report.gp_judged = item.stash.get(JUDGED, [])
         report.gp_confirmed = item.stash.get(CONFIRMED, [])
@@ -273,6 +298,8 @@ class _Recorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Every test's outcome in this session, by node id (a setup or teardown error counts as "error").
         order = getattr(report, "gp_order", 0)
+        for phase, (start, end) in getattr(report, "gp_phases", {}).items():
+            self.state.phase(phase, start, end)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             if getattr(report, "gp_inconclusive", False):
                 outcome = "inconclusive"
@@ -367,6 +394,7 @@ def _verdict(config: pytest.Config, gate: Gate) -> None:
         "mode": {"remediate": gate.mode, "yes": gate.consent, "soak_minutes": gate.soak},
         "started": state.started,
         "ended": datetime.now(timezone.utc).isoformat(),
+        "phases": state.phases,
         "remediation": [o.to_json() for o in gate.outcomes],
         "recovery": [r.line() for r in safety.recovered],
         "mutations": gate.mutations,

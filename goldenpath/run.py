@@ -22,6 +22,8 @@ from goldenpath.verdict import Verdict
 @dataclass
 class RunState:
     started: str = ""  # ISO time the session started
+    # phase -> {"start", "end"}: epoch seconds its fixture (observe, remediate, observe again) ran
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
     _results: dict[str, tuple[int, TestResult]] = field(default_factory=dict)
     _judged: list[tuple[int, int, Verdict]] = field(default_factory=list)
     _confirmed: list[tuple[int, int, str, Verdict]] = field(default_factory=list)
@@ -29,6 +31,14 @@ class RunState:
     def result(self, order: int, result: TestResult) -> None:
         """A test's outcome (a later report of the same test, e.g. a teardown error, replaces it)."""
         self._results[result.test] = (order, result)
+
+    def phase(self, phase: str, start: float, end: float) -> None:
+        """When a phase's fixture ran. Under xdist each worker that needs the phase runs its own
+        fixture: the phase spans them all (the earliest start, the latest end)."""
+        seen = self.phases.get(phase)
+        if seen is not None:
+            start, end = min(start, seen["start"]), max(end, seen["end"])
+        self.phases[phase] = {"start": start, "end": end}
 
     def judged(self, order: int, verdicts: Iterable[dict[str, Any]]) -> None:
         """The verdicts a test judged, as ``Verdict.to_json`` wrote them on its report."""

@@ -297,6 +297,9 @@ def status(args: argparse.Namespace) -> int:
     _print_monitoring(st)
     req = st["requests"]
     print(f"requests {req['reads']} reads, {req['writes']} writes since reset")
+    imposed = st.get("imposed", {}).get("seconds", {})
+    if any(imposed.values()):
+        print("imposed  " + ", ".join(f"{kind} {s:.2f} s" for kind, s in imposed.items() if s) + " (real seconds)")
     return 0
 
 

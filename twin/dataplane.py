@@ -37,7 +37,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
 from twin import logging, run, sqladmin, vpcaccess
-from twin.store import DataAnswer, Store
+from twin.store import DataAnswer, Store, imposed_event
 
 TOKEN_SECONDS = 3600
 # RFC 6455: a close frame's reason must fit in 123 bytes of UTF-8.
@@ -120,6 +120,8 @@ def serve(world: Store, host: str, path: str, at: float | None = None, method: s
     else:
         answer = DataAnswer(404, {"error": "not found"}, 0.01)
     logging.log_request(world, svc, revision, host, path, answer, now, method)
+    if at is None and answer.latency > 0:
+        _hold(world, host, now, now + answer.latency)
     return answer
 
 
@@ -146,6 +148,25 @@ def users_during_updates(world: Store, now: float) -> None:
             served += 1
             op["users_served"] = served
             world.dirty = True
+
+
+def _hold(world: Store, host: str, start: float, end: float) -> None:
+    """Note that a live answer of ``host`` is held back over [start, end] (the face sleeps its
+    latency). Overlapping answers of one host merge into one interval (a burst is one wait), so the
+    record stays small and its seconds are wall time, not a sum over concurrent requests."""
+    spans = world.state.setdefault("data_plane_held", {}).setdefault(host, [])
+    if spans and start <= spans[-1][1]:
+        spans[-1][1] = max(spans[-1][1], end)
+        spans[-1][2] += 1
+    else:
+        spans.append([start, end, 1])
+
+
+def imposed(world: Store) -> list[dict[str, Any]]:
+    """``latency``: the time live data-plane answers are held back (the services' own latency, which
+    contention makes seconds long), per host, overlapping answers merged (twin.world.imposed)."""
+    return [imposed_event("latency", "dataplane", host, start, end, requests=n)
+            for host, spans in world.state.get("data_plane_held", {}).items() for start, end, n in spans]
 
 
 def dependency_failure(world: Store, service: str, path: str, now: float) -> str | None:

@@ -30,8 +30,8 @@ from twin.vpcaccess import METRIC_KINDS as CONNECTOR_METRICS, connector_series
 from twin.logging import USER_METRIC_PREFIX
 from twin.sqladmin import NUM_BACKENDS
 from twin.store import (
-    ApiError, Store, child_id, duration_seconds, invalid, numeric_id, paginate, parent_project, records, rfc3339,
-    roundtrip,
+    ApiError, Store, child_id, duration_seconds, imposed_event, invalid, numeric_id, paginate, parent_project,
+    records, rfc3339, roundtrip,
 )
 
 if TYPE_CHECKING:
@@ -552,6 +552,23 @@ def _propagated(world: Store, metric: dict[str, Any], now: float) -> bool:
     created = datetime.fromisoformat(metric["createTime"].replace("Z", "+00:00")).timestamp()
     return (now - created) * float(world.state.get("clock_scale", 1.0)) >= delay
 
+
+
+def imposed(world: Store) -> list[dict[str, Any]]:
+    """The waits Cloud Monitoring imposes on a new log-based metric (twin.world.imposed): from its
+    createTime until an alert policy may read it (``metric_propagation_seconds`` of twin time, so
+    that divided by the clock scale in real seconds). Metrics that existed at the reset (the
+    scenario's, created long before) impose nothing."""
+    st = world.state
+    delay = float(st.get("timing", {}).get("metric_propagation_seconds", 600))
+    scale = float(st.get("clock_scale", 1.0))
+    out = []
+    for name, rec in records(world, "log_metrics").items():
+        created = datetime.fromisoformat(rec["resource"]["createTime"].replace("Z", "+00:00")).timestamp()
+        if created >= st["reset_at"]:
+            out.append(imposed_event("propagation", "monitoring", USER_METRIC_PREFIX + name, created,
+                                     created + delay / scale))
+    return out
 
 
 # ---- scenario and status ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from twin import encode
-from twin.store import ApiError, Store, make_etag, rfc3339
+from twin.store import ApiError, Store, imposed_event, make_etag, rfc3339
 
 if TYPE_CHECKING:
     from twin.scenario import RevisionSpec, Scenario
@@ -346,7 +346,7 @@ def update_service(
         duration = max(duration, float(rollout.get("startup_seconds", 0)))
     updated["etag"] = make_etag(updated["uid"], generation)
     world.state["services"][name]["resource"] = updated
-    op.update(done_at=now + duration, metadata=dict(updated), name=op_name)
+    op.update(accepted_at=now, done_at=now + duration, metadata=dict(updated), name=op_name)
     world.state["operations"][op_id] = op
     world.dirty = True
     return operation_json(op)
@@ -389,7 +389,7 @@ def delete_revision(
     if validate_only:
         return {"name": op_name, "done": True, "response": rev}
     op = {
-        "kind": "delete_revision", "service": service, "revision": name, "done": False,
+        "kind": "delete_revision", "service": service, "revision": name, "done": False, "accepted_at": now,
         "done_at": now + world.state["timing"]["delete_seconds"], "metadata": dict(rev), "name": op_name,
     }
     world.state["operations"][op_id] = op
@@ -439,6 +439,20 @@ def status(world: Store) -> dict[str, Any]:
             "operations": [operation_json(o) for o in st["operations"].values()],
         },
     }
+
+
+def imposed(world: Store) -> list[dict[str, Any]]:
+    """The waits Cloud Run imposes (twin.world.imposed): each accepted operation, from its
+    acceptance to its ``done`` (``timing.deploy_seconds``, or the new revision's startup when longer;
+    ``timing.delete_seconds`` for a revision's deletion). Real seconds: operations run on the wall clock."""
+    out = []
+    for op in world.state["operations"].values():
+        if "accepted_at" not in op:
+            continue  # a world saved before the twin kept acceptance times
+        resource = op["service"] if op["kind"] == "update_service" else f"{op['service']}/revisions/{op['revision']}"
+        out.append(imposed_event("operations", "run", resource, op["accepted_at"], op["done_at"],
+                                 operation=op["name"], method=op["kind"], done=op["done"]))
+    return out
 
 
 # ---- revisions' own log ---------------------------------------------------------------------

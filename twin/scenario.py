@@ -317,6 +317,31 @@ class Scenario(_Strict):
     dashboards: list[dict[str, Any]] = []
     faults: list[FaultSpec] = []
 
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_replicas(cls, data: Any) -> Any:
+        """A service with ``replicas = N`` (a twin option, for scale rehearsals) stands for N services:
+        itself and N - 1 copies, copy i named ``NAME-ii`` (its revisions renamed the same way) and
+        serving on ``FIRST-ii.REST`` for each of its hosts ``FIRST.REST``; each copy's hosts are added to
+        the certificate that covers the original host, so the copies' TLS verifies as the original's."""
+        if not isinstance(data, dict) or not isinstance(data.get("services"), list):
+            return data
+        services: list[Any] = []
+        certificates = [dict(c) for c in data.get("certificates", []) if isinstance(c, dict)]
+        for svc in data["services"]:
+            if not isinstance(svc, dict) or "replicas" not in svc:
+                services.append(svc)
+                continue
+            svc = dict(svc)
+            n = svc.pop("replicas")
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_REPLICAS:
+                raise ValueError(f"services.replicas of {svc.get('name')!r} must be an integer from 1 to {MAX_REPLICAS}")
+            services.append(svc)
+            for i in range(2, n + 1):
+                services.append(_replica(svc, i, certificates))
+        return {**data, "services": services,
+                **({"certificates": certificates} if "certificates" in data else {})}
+
     @model_validator(mode="after")
     def _names_are_unique(self) -> "Scenario":
         for what, names in (("notification_channels.id", [c.id for c in self.notification_channels]),
@@ -326,6 +351,30 @@ class Scenario(_Strict):
             if dupes:
                 raise ValueError(f"{what} repeats {', '.join(dupes)}")
         return self
+
+
+MAX_REPLICAS = 50
+
+
+def _replica(svc: dict[str, Any], i: int, certificates: list[dict[str, Any]]) -> dict[str, Any]:
+    name = str(svc["name"])
+    copy_name = f"{name}-{i:02d}"
+
+    def rename(rev: str) -> str:
+        return copy_name + rev[len(name):] if rev.startswith(name + "-") else f"{copy_name}-{rev}"
+
+    hosts = []
+    for host in svc.get("hosts", []):
+        first, _, rest = str(host).partition(".")
+        copy_host = f"{first}-{i:02d}.{rest}" if rest else f"{first}-{i:02d}"
+        hosts.append(copy_host)
+        for cert in certificates:
+            if host in cert.get("domains", []):
+                cert["domains"] = [*cert["domains"], copy_host]
+                break
+    return {**svc, "name": copy_name, "hosts": hosts,
+            "traffic": [{**t, "revision": rename(t["revision"])} for t in svc.get("traffic", [])],
+            "revisions": [{**r, "name": rename(r["name"])} for r in svc.get("revisions", [])]}
 
 
 def available() -> list[str]:

@@ -25,11 +25,12 @@ The rules reproduced here are the ones the runbook trips over:
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twin.store import ApiError, Store, check_schema, discovery_document, rfc3339, sample_times
+from twin.store import ApiError, Store, check_schema, discovery_document, imposed_event, rfc3339, sample_times
 
 if TYPE_CHECKING:
     from twin.scenario import Scenario
@@ -335,6 +336,37 @@ def seed(world: Store, sc: Scenario, now: float) -> None:
         "restart_seconds": q.restart_seconds,
         "restarting_until": 0.0,
     }
+
+
+def imposed(world: Store) -> list[dict[str, Any]]:
+    """The waits Cloud SQL imposes (twin.world.imposed), in real seconds:
+
+    * ``restarts``: a patch that changes max_connections restarts the instance; its operation is
+      RUNNING, and the instance takes no connection, from the patch's acceptance until
+      ``restart_seconds`` later (the operation's ``done``). A patch that needs no restart is done
+      when accepted and imposes nothing.
+    * ``metric_periods``: from the restart's end (the instance's new number of backends) until the
+      first num_backends point sampled at or after it is readable for every database's series
+      (each database sampled at its own offset in ``metric_period_seconds``, readable
+      ``metric_lag_seconds`` after its sample), i.e. when a sum over the databases first reflects
+      the change.
+    """
+    timing = world.state.get("timing", {})
+    period = float(timing.get("metric_period_seconds", 60))
+    lag = float(timing.get("metric_lag_seconds", 0))
+    out = []
+    for name, rec in world.state.get("sql_instances", {}).items():
+        for start, until in rec.get("restarts", []):
+            out.append(imposed_event("restarts", "sqladmin", name, start, until))
+            databases = list(_split(rec, 0))
+            firsts = []
+            for i in range(len(databases)):
+                offset = round(i * period / len(databases), 3)
+                k = math.ceil((until - offset) / period - 1e-9)
+                firsts.append(offset + k * period)
+            out.append(imposed_event("metric_periods", "monitoring", name, until, max(firsts) + lag,
+                                     metric=NUM_BACKENDS))
+    return out
 
 
 def status(world: Store) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +28,8 @@ from typing import Any
 import googleapiclient
 
 STATE_FILE = "world.json"
+# Requests the timeline keeps (the world is persisted whole every 0.2 s: it must stay small).
+TIMELINE_LIMIT = 20_000
 
 
 class ApiError(Exception):
@@ -129,6 +132,17 @@ def check_schema(doc: dict[str, Any], schema: dict[str, Any], value: Any, where:
                                                         f"'{where or 'body'}': Cannot find field.")
 
 
+def no_requests() -> dict[str, Any]:
+    """The request accounting of a world just reset (Store.count fills it)."""
+    return {"reads": 0, "writes": 0, "by_method": {}, "timeline": [], "timeline_dropped": 0}
+
+
+def imposed_event(kind: str, api: str, resource: str, start: float, end: float, **extra: Any) -> dict[str, Any]:
+    """One wait the twin imposes (see twin.world.imposed for the definitions), in real epoch seconds."""
+    return {"kind": kind, "api": api, "resource": resource, "start": round(start, 4), "end": round(end, 4),
+            "seconds": round(max(0.0, end - start), 4), **extra}
+
+
 @dataclass(frozen=True)
 class DataAnswer:
     status: int
@@ -165,10 +179,20 @@ class Store:
 
     # ---- request accounting --------------------------------------------------------------
 
-    def count(self, method: str, write: bool) -> None:
+    def count(self, method: str, write: bool, now: float | None = None) -> None:
+        """Count one API request, and put it on the timeline (``[epoch seconds, method, 1 if a write
+        else 0]``, oldest first) so a caller can split the requests by time interval (a benchmark's
+        phase). The timeline keeps the last TIMELINE_LIMIT requests; ``timeline_dropped`` counts the
+        older ones, so the timeline plus the dropped always sum to the counters."""
         req = self.state["requests"]
         req["writes" if write else "reads"] += 1
         req["by_method"][method] = req["by_method"].get(method, 0) + 1
+        timeline = req.setdefault("timeline", [])
+        timeline.append([round(time.time() if now is None else now, 4), method, int(write)])
+        if len(timeline) > TIMELINE_LIMIT:
+            drop = len(timeline) - TIMELINE_LIMIT
+            del timeline[:drop]
+            req["timeline_dropped"] = req.get("timeline_dropped", 0) + drop
         self.dirty = True
 
     def check_fault(self, method: str, dry_run: bool = False) -> "InjectedFault | None":

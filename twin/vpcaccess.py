@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from google.cloud.vpcaccess_v1.types import vpc_access
 
 from twin import run
-from twin.store import ApiError, Store, rfc3339, roundtrip
+from twin.store import ApiError, Store, imposed_event, rfc3339, roundtrip
 
 if TYPE_CHECKING:
     from twin.scenario import Scenario
@@ -346,6 +346,7 @@ def _start(world: Store, kind: str, target: str, now: float) -> dict[str, Any]:
         "method": METHOD.format(kind.capitalize()),
         "target": target,
         "createTime": rfc3339(now),
+        "accepted_at": now,
         "done_at": now + world.state["timing"]["deploy_seconds"],
         "done": False,
     }
@@ -561,6 +562,33 @@ def seed(world: Store, sc: Scenario, now: float) -> None:
         }
         _remember(st["connectors"][c.name], since)
     seed_errors(world, since, now)
+
+
+def imposed(world: Store) -> list[dict[str, Any]]:
+    """The waits Serverless VPC Access imposes (twin.world.imposed), in real seconds:
+
+    * ``operations``: each connector operation, from its acceptance to its ``done``
+      (``timing.deploy_seconds``);
+    * ``metric_periods``: after a create or update is done, until the first connector metric point
+      sampled at or after the change exists (points fall on multiples of ``metric_period_seconds``
+      and are served with no publication lag: Google documents none for these metrics). None for a
+      connector that reports no metrics, or one deleted.
+    """
+    st = world.state
+    period = int(st.get("timing", {}).get("metric_period_seconds", 60))
+    out = []
+    for op in st.get("vpc_operations", {}).values():
+        if "accepted_at" not in op:
+            continue  # a world saved before the twin kept acceptance times
+        name = op["target"].rsplit("/", 1)[-1]
+        out.append(imposed_event("operations", "vpcaccess", name, op["accepted_at"], op["done_at"],
+                                 operation=op["name"], method=op["method"], done=op["done"]))
+        rec = st["connectors"].get(name)
+        if op["kind"] != "delete" and rec is not None and rec.get("reports_metrics", True):
+            first = math.ceil(op["done_at"] / period) * period
+            out.append(imposed_event("metric_periods", "monitoring", name, op["done_at"], first,
+                                     metric="vpcaccess.googleapis.com/connector/*"))
+    return out
 
 
 def status(world: Store) -> dict[str, Any]:

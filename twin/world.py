@@ -21,7 +21,7 @@ from twin import compute, dashboards, dataplane, logging, monitoring, run, sqlad
 from twin import scenario as scenarios
 from twin.grpcserver import RPCS
 from twin.server import ROUTES
-from twin.store import DataAnswer, Store, rfc3339
+from twin.store import DataAnswer, Store, no_requests, rfc3339
 
 
 class World(Store):
@@ -48,7 +48,7 @@ class World(Store):
             "region": sc.region,
             "timing": sc.timing.model_dump(),
             "contention": sc.contention.model_dump(),
-            "requests": {"reads": 0, "writes": 0, "by_method": {}},
+            "requests": no_requests(),
             # The data plane's application side (twin.dataplane): the rehearsal account and its agent,
             # how the WebSocket behaves, what happens to revisions a template change creates, and the
             # tokens the auth service issued (by digest).
@@ -82,7 +82,7 @@ class World(Store):
                 ts = now - sc.history.minutes * 60 + i * step
                 self.serve(svc.hosts[0], "/health", at=ts)
         # Seeding is history, not traffic this reset should count.
-        self.state["requests"] = {"reads": 0, "writes": 0, "by_method": {}}
+        self.state["requests"] = no_requests()
 
     def advance(self, now: float | None = None) -> None:
         """Let time pass up to ``now``: finish every operation whose time has come, write the logs due."""
@@ -114,7 +114,37 @@ class World(Store):
             "data_plane": {name: s["hosts"] for name, s in st["services"].items()},
             "rehearsal_account": dataplane.rehearsal_account(self),
             "requests": st["requests"],
+            "imposed": imposed(self),
         }
+
+
+# Every kind of wait the twin imposes; the totals name each, 0 when none happened.
+IMPOSED_KINDS = ("operations", "restarts", "metric_periods", "propagation", "latency")
+
+
+def imposed(world: World) -> dict[str, Any]:
+    """The time the twin itself makes a caller wait, so a benchmark can tell it from the caller's own.
+
+    Each event is ``{kind, api, resource, start, end, seconds}`` (plus what names it: the operation,
+    the metric), in REAL epoch seconds whatever the clock scale (the windows kept in twin time are
+    divided by it), sorted by start. An event whose end is still ahead is a wait not over yet. The
+    kinds (each module's ``imposed`` says exactly what it counts):
+
+    * ``operations``: a long-running operation (Cloud Run, VPC Access), from its acceptance to its ``done``;
+    * ``restarts``: a Cloud SQL restart (the patch's operation), from acceptance to ``done``;
+    * ``metric_periods``: from a change a metric shows (a restart's end, a connector operation's end)
+      until the first point sampled at or after it is published;
+    * ``propagation``: a new log-based metric, from its creation until an alert policy may read it;
+    * ``latency``: live data-plane answers held back (overlapping answers of one host merged).
+
+    ``seconds`` by kind sums the events. Events may overlap (two rollouts at once): a caller
+    attributing them to an interval should take the union of their intervals, not the sum.
+    """
+    events = [*run.imposed(world), *vpcaccess.imposed(world), *sqladmin.imposed(world),
+              *monitoring.imposed(world), *dataplane.imposed(world)]
+    events.sort(key=lambda e: (e["start"], e["kind"], e["resource"]))
+    seconds = {kind: round(sum(e["seconds"] for e in events if e["kind"] == kind), 4) for kind in IMPOSED_KINDS}
+    return {"seconds": seconds, "events": events}
 
 
 def _monitoring_status(world: World) -> dict[str, Any]:
