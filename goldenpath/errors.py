@@ -14,7 +14,18 @@ class ConfigError(GoldenpathError):
 
 
 class CheckError(GoldenpathError):
-    """A check could not be made (API or network error): not a verdict on the infrastructure."""
+    """A check could not be made (API or network error): not a verdict on the infrastructure.
+
+    Where the session explains an API's failure (goldenpath/gcp/session.py) it says what failed, so
+    that a failed observation source can be named once in the run's summary: ``api`` and ``method``
+    (``sqladmin``, ``instances.get``), ``kind`` (``unreachable``, ``refused``, ``timed out``,
+    ``permission``; "" when not known), ``status`` (``403 PERMISSION_DENIED``; "" when the API did not
+    answer) and ``where`` (the endpoint)."""
+
+    def __init__(self, message: str, *, api: str = "", method: str = "", kind: str = "", status: str = "",
+                 where: str = "") -> None:
+        super().__init__(message)
+        self.api, self.method, self.kind, self.status, self.where = api, method, kind, status, where
 
 
 class OutcomeUnknown(CheckError):
@@ -24,10 +35,11 @@ class OutcomeUnknown(CheckError):
     The caller must re-read the resource (reconcile) before deciding it was or was not applied; a
     refusal (4xx, an operation that finished with an error) is a plain CheckError instead."""
 
-    def __init__(self, message: str, *, operation: str = "", api: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, operation: str = "", api: str = "", method: str = "", kind: str = "",
+                 status: str = "", where: str = "") -> None:
+        # api: the API's short name, as in GcpSession (run, vpcaccess, sqladmin, …)
+        super().__init__(message, api=api, method=method, kind=kind, status=status, where=where)
         self.operation = operation  # the long-running operation's name, "" when none was returned
-        self.api = api              # the API's short name, as in GcpSession (run, vpcaccess, sqladmin, …)
 
 
 class RemediationRefused(GoldenpathError):

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from goldenpath.criteria.confirmation import RECORDS, all_of
+from goldenpath.sources import SourceFailure
 from goldenpath.verdict import Verdict
 
 SCHEMA = "goldenpath.verdict/1"
@@ -43,6 +44,8 @@ class TestResult:
     outcome: str    # passed | failed | inconclusive | error | skipped
     message: str
     title: str = ""  # the runbook item and its subject ("Single active Cloud Run revision: netra-backend-staging")
+    criterion: str = ""  # its record's key (Criterion.key: phase2.db_connections), "" for a test without one
+    could_not_check: list[str] = field(default_factory=list)  # the failed observation sources it needed (goldenpath.sources ids)
 
     @property
     def name(self) -> str:
@@ -58,6 +61,7 @@ class Final:
     tests: list[TestResult]
     escalations: list[str]
     extra: dict[str, Any] = field(default_factory=dict)  # target, run, start/end, mutations
+    sources: list[dict[str, Any]] = field(default_factory=list)  # failed observation sources (RunState.failed_sources)
 
     def lines(self) -> list[str]:
         return [i.line() for i in self.checklist] + [f"VERDICT: {self.verdict} — {self.reason}"]
@@ -68,7 +72,8 @@ class Final:
             counts[t.outcome] = counts.get(t.outcome, 0) + 1
         return {"schema": SCHEMA, "verdict": self.verdict, "reason": self.reason, **self.extra,
                 "checklist": [asdict(i) for i in self.checklist], "counts": counts,
-                "criteria": [asdict(t) for t in self.tests], "escalations": self.escalations}
+                "criteria": [asdict(t) for t in self.tests], "escalations": self.escalations,
+                "sources": self.sources}
 
 
 def checklist(confirmed: dict[str, list[Verdict]]) -> list[Item]:
@@ -98,7 +103,16 @@ def _first(text: str) -> str:
     return (text.splitlines() or [""])[0][:300]
 
 
-def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequence[str]) -> tuple[str, str]:
+def source_line(failed: dict[str, Any]) -> str:
+    """``sqladmin instances.get: unreachable at http://… (2 criteria could not be checked: A, B)``."""
+    line = SourceFailure.from_json(failed).short()
+    names = list(failed.get("criteria", []))
+    noun = "criterion" if len(names) == 1 else "criteria"
+    return f"{line} ({len(names)} {noun} could not be checked: {', '.join(names)})"
+
+
+def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequence[str],
+           sources: Sequence[dict[str, Any]] = ()) -> tuple[str, str]:
     if escalations:
         return "ESCALATE", escalations[0]
     failed = [t for t in tests if t.outcome == "failed"]
@@ -109,6 +123,9 @@ def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequ
     failed_items = [i for i in items if i.status == "fail"]
     if failed_items:
         return "FAIL", f"{failed_items[0].title}: {_first(failed_items[0].reason)}"
+    if sources:
+        more = f"; and {len(sources) - 1} other source(s) failed" if len(sources) > 1 else ""
+        return "INCONCLUSIVE", f"a source could not be read: {source_line(sources[0])}{more}"
     errors = [t for t in tests if t.outcome == "error"]
     if errors:
         return "INCONCLUSIVE", (f"{len(errors)} check(s) could not be made (the check broke, not the "
@@ -129,8 +146,8 @@ def decide(items: Sequence[Item], tests: Sequence[TestResult], escalations: Sequ
 
 
 def build(confirmed: dict[str, list[Verdict]], tests: Sequence[TestResult], escalations: Sequence[str],
-          extra: dict[str, Any]) -> Final:
+          extra: dict[str, Any], sources: Sequence[dict[str, Any]] = ()) -> Final:
     items = checklist(confirmed)
-    verdict, reason = decide(items, tests, escalations)
-    return Final(verdict, reason, items, list(tests), list(escalations), extra)
+    verdict, reason = decide(items, tests, escalations, sources)
+    return Final(verdict, reason, items, list(tests), list(escalations), extra, list(sources))
 

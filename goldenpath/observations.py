@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from goldenpath.sources import SourceFailure
+
+# Every phase's observation holds values or source failures: ``failures`` maps the id of each source
+# that could not be read (goldenpath.sources) to what it recorded, and the value it would have filled
+# is None (or left out of its dict). A criterion that needs a failed source is not judged on it.
 
 @dataclass(frozen=True)
 class TrafficShare:
@@ -129,10 +134,11 @@ class RequestLog:
 
 @dataclass(frozen=True)
 class ServiceObservation:
-    service: ServiceState
+    service: ServiceState | None  # None: run services.get failed (see failures)
     revisions: tuple[RevisionState, ...]
     burst: Burst | None          # None when the target names no health URL for the service
     request_log: RequestLog | None
+    failures: dict[str, SourceFailure] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -257,6 +263,7 @@ class Phase2Observation:
     tls: dict[str, TlsResult]
     backends_since: datetime | None = None   # the gate's last change to the instance: older points are stale
     connector_metrics: ConnectorMetrics | None = None
+    failures: dict[str, SourceFailure] = field(default_factory=dict)
 
 
 # ---- Phase 3 ------------------------------------------------------------------------------------
@@ -312,6 +319,7 @@ class Phase3Observation:
     websocket: tuple[WsResult, ...]
     golden_path: GoldenPathResult | None
     golden_path_problem: str | None = None          # why the journey could not be attempted (config)
+    failures: dict[str, SourceFailure] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -324,6 +332,7 @@ class Phase4Observation:
     dashboards: dict[str, dict[str, Any] | None]    # each defined dashboard's name → JSON, None: missing
     services: dict[str, ServiceState]
     serving: dict[str, RevisionState | None]        # the single revision serving 100 %, if there is one
+    failures: dict[str, SourceFailure] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -334,9 +343,10 @@ class CleanWindow:
     now: datetime
     window_seconds: float      # the runbook's 10 minutes, in the target's time
     clock_scale: float         # target seconds per real second: 1, or more on a sped-up twin
-    last_change: datetime      # when the service's last change was complete (Observer._changed_since): 503s
-                               # before it are history, after it a failure
-    log: RequestLog
+    last_change: datetime | None  # when the service's last change was complete (Observer._changed_since): 503s
+                                  # before it are history, after it a failure
+    log: RequestLog | None        # None (and last_change None): its source failed, see failures
+    failures: dict[str, SourceFailure] = field(default_factory=dict)
 
     def target_seconds(self, since: datetime) -> float:
         """Real time since ``since``, in the target's time."""

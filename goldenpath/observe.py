@@ -2,6 +2,11 @@
 
 Every API read and probe of a phase starts at once (threads for the blocking Google clients,
 asyncio for the probes); only the request log waits, because it must include the burst just sent.
+
+Each source (an API read, a probe, a log query, a metric query: goldenpath.sources) is gathered on
+its own, through :class:`Reads`: one that fails records its failure in the phase's observation
+(``failures``) and leaves its value None, and every other source is observed as usual. So one API
+down costs only the criteria that read it (``Criterion.sources``), never the whole phase.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from goldenpath.config import Service, Target
 from goldenpath import definitions
+from goldenpath import sources as src
+from goldenpath.criteria import failures_in
+from goldenpath.errors import ConfigError
 from goldenpath.gcp.compute import Compute
 from goldenpath.gcp.dashboards import Dashboards
 from goldenpath.gcp.logging import CloudLogging
@@ -29,6 +37,7 @@ from goldenpath.observations import (
     Phase3Observation, Phase4Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
 )
 from goldenpath.probes import http, journey, tls, websocket
+from goldenpath.sources import SourceFailure
 from goldenpath.trail import logger
 
 LOG = logger("observe")
@@ -45,6 +54,37 @@ async def gather_named(**reads: Awaitable[Any]) -> dict[str, Any]:
 def none(value: Any = None) -> Awaitable[Any]:
     """A read that is not made (its target key is not configured): ``value`` at once."""
     return asyncio.sleep(0, result=value)
+
+
+class Reads:
+    """One observation's sources, each read on its own: a source that fails is recorded (its first
+    failure, by source id) and answers None; it never fails the reads beside it. A configuration
+    error (no credentials, a bad definition) is not a source's failure: it stops the run as before."""
+
+    def __init__(self) -> None:
+        self.failures: dict[str, SourceFailure] = {}
+
+    async def call(self, source: str, read: Callable[..., T], *args: Any) -> T | None:
+        """A blocking API read, in a thread."""
+        return await self.wait(source, asyncio.to_thread(read, *args))
+
+    async def wait(self, source: str, read: Awaitable[T]) -> T | None:
+        """A probe, or a read that is a coroutine (the metric reads that wait for fresh points)."""
+        return (await self.attempt(source, read))[1]
+
+    async def attempt(self, source: str, read: Awaitable[T]) -> tuple[bool, T | None]:
+        """(whether it answered, its answer): for a read whose answer may be None (not found)."""
+        try:
+            return True, await read
+        except ConfigError:
+            raise
+        except Exception as exc:
+            failed = src.failure(source, exc)
+            if source not in self.failures:
+                self.failures[source] = failed
+            # The trail only: the paragraph is printed once, in the run's summary of failed sources.
+            LOG.info("source %s could not be read (%s): %s", source, failed.kind, failed.message)
+            return False, None
 
 
 class Observer:
@@ -107,9 +147,15 @@ class Observer:
         except Exception as exc:
             LOG.warning("phase %d: gathering failed after %.3f s: %s", phase, time.perf_counter() - t0, exc)
             raise
-        LOG.info("phase %d: observations gathered in %.3f s (%d calls and probes)", phase,
-                 time.perf_counter() - t0, len(self.session.calls) - calls)
+        failed = failures_of(result)
+        LOG.info("phase %d: observations gathered in %.3f s (%d calls and probes)%s", phase,
+                 time.perf_counter() - t0, len(self.session.calls) - calls,
+                 f"; sources that failed: {', '.join(sorted(failed))}" if failed else "")
         return result
+
+    def failures(self, phase: int) -> dict[str, SourceFailure]:
+        """The sources that failed in ``phase``'s current observation (read now if not cached)."""
+        return failures_of(getattr(self, f"phase{phase}")())
 
     def definitions(self) -> definitions.Definitions:
         """Phase 4's monitoring definitions, filled for this target (read once)."""
@@ -131,13 +177,22 @@ class Observer:
         now = datetime.now(timezone.utc)
         since = now - timedelta(seconds=window / scale)
         names = [s.name for s in t.services if s.health_url]
+
+        async def state(name: str) -> tuple[Reads, ServiceState | None]:
+            reads = Reads()
+            return reads, await reads.call(src.RUN_SERVICE, self.run.get_service, name)
+
+        # One request-log read for every service (the entries.list quota is per project).
+        logs_read = Reads()
         states, logs = await asyncio.gather(
-            asyncio.gather(*(asyncio.to_thread(self.run.get_service, n) for n in names)),
-            asyncio.gather(*(asyncio.to_thread(self.logging.request_log, n, since, t.thresholds.min_requests)
-                             for n in names)))
+            asyncio.gather(*(state(n) for n in names)),
+            logs_read.call(src.LOG_ENTRIES, self.logging.request_logs, {n: since for n in names},
+                           t.thresholds.min_requests) if names else none({}))
         return {n: CleanWindow(service=n, now=now, window_seconds=window, clock_scale=scale,
-                               last_change=self._changed_since(state), log=log)
-                for n, state, log in zip(names, states, logs)}
+                               last_change=self._changed_since(svc) if svc else None,
+                               log=logs.get(n) if logs is not None else None,
+                               failures={**reads.failures, **logs_read.failures})
+                for n, (reads, svc) in zip(names, states)}
 
     def clock_scale(self) -> float:
         """Target seconds per real second: 1, or more on a sped-up twin (read from the twin each time:
@@ -168,48 +223,57 @@ class Observer:
 
     async def _gather_phase2(self) -> Phase2Observation:
         t = self.target
+        reads = Reads()
 
         async def users() -> tuple[str, ...]:
             if t.connector is None:
                 return ()
-            services = await asyncio.gather(*(asyncio.to_thread(self.run.get_service, s.name) for s in t.services))
-            return tuple(s.name for s in services
-                         if s.raw.get("template", {}).get("vpcAccess", {}).get("connector", "").endswith(
+            services = await asyncio.gather(*(reads.call(src.RUN_SERVICE, self.run.get_service, s.name)
+                                              for s in t.services))
+            return tuple(s.name for s in services if s is not None
+                         and s.raw.get("template", {}).get("vpcAccess", {}).get("connector", "").endswith(
                              f"/connectors/{t.connector.name}"))
 
         async def connector() -> tuple[ConnectorState | None, tuple[str, ...], ConnectorLog | None,
                                        ConnectorMetrics | None]:
             if t.connector is None:
                 return None, (), None, None
-            conn, using = await asyncio.gather(asyncio.to_thread(self.vpcaccess.get, t.connector.name), users())
+            # The connector's logs and metrics need its name only, not its read: each is a source of
+            # its own (the services using it are read first, their logs are part of the query).
+            using = await users()
             now = datetime.now(timezone.utc)
-            changed = self.last_change(conn.full_name)
+            changed = self.last_change(self.vpcaccess.path(t.connector.name))
             # What was logged or measured before the gate's last change describes the old connector.
             log_since = now - timedelta(minutes=t.thresholds.connector_log_minutes)
             metric_since = now - timedelta(minutes=t.thresholds.metric_window_minutes)
             if changed:
                 log_since, metric_since = max(log_since, changed), max(metric_since, changed)
             log, metrics = await asyncio.gather(
-                asyncio.to_thread(self.logging.connector_errors, t.connector.name, using, log_since),
-                self._connector_metrics(t.connector.name, metric_since, changed))
-            return conn, using, log, metrics
+                reads.call(src.LOG_ENTRIES, self.logging.connector_errors, t.connector.name, using, log_since),
+                reads.wait(src.TIME_SERIES, self._connector_metrics(t.connector.name, metric_since, changed)))
+            return None, using, log, metrics
 
         async def tls_all() -> dict[str, TlsResult]:
-            results = await asyncio.gather(*(self._handshake(d) for d in t.domains))
-            return {r.domain: r for r in results}
+            results = await asyncio.gather(*(reads.wait(src.TLS_HANDSHAKE, self._handshake(d)) for d in t.domains))
+            return {r.domain: r for r in results if r is not None}
 
         db = t.database
         changed = self.last_change(f"projects/{t.project}/instances/{db.instance}") if db else None
         seen = await gather_named(
             connector=connector(),
-            instance=asyncio.to_thread(self.sql.get, db.instance) if db else none(),
-            backends=self._backends(db.instance, db.metric_alignment_seconds, changed) if db else none(),
-            certificate=asyncio.to_thread(self.compute.certificate, t.certificate.name) if t.certificate else none(),
+            connector_state=reads.call(src.VPC_CONNECTOR, self.vpcaccess.get, t.connector.name) if t.connector
+            else none(),
+            instance=reads.call(src.SQL_INSTANCE, self.sql.get, db.instance) if db else none(),
+            backends=reads.wait(src.TIME_SERIES, self._backends(db.instance, db.metric_alignment_seconds, changed))
+            if db else none(),
+            certificate=reads.call(src.SSL_CERTIFICATE, self.compute.certificate, t.certificate.name)
+            if t.certificate else none(),
             tls=tls_all(),
         )
-        conn, using, log, metrics = seen.pop("connector")
+        _, using, log, metrics = seen.pop("connector")
+        conn = seen.pop("connector_state")
         return Phase2Observation(connector=conn, connector_users=using, connector_log=log, connector_metrics=metrics,
-                                 backends_since=changed, **seen)
+                                 backends_since=changed, failures=reads.failures, **seen)
 
     async def _backends(self, instance: str, alignment: int, changed: datetime | None) -> MetricSeries:
         """num_backends summed over the instance's databases; right after a change, wait (backing off)
@@ -250,27 +314,38 @@ class Observer:
         return result
 
     async def _gather_phase1(self) -> dict[str, ServiceObservation]:
-        results = await asyncio.gather(*(self._observe_service(s) for s in self.target.services))
-        return {s.name: r for s, r in zip(self.target.services, results)}
-
-    async def _observe_service(self, cfg: Service) -> ServiceObservation:
         t = self.target
-        service = asyncio.to_thread(self.run.get_service, cfg.name)
-        listed = asyncio.to_thread(self.run.list_revisions, cfg.name)
+        seen = await asyncio.gather(*(self._observe_service(s) for s in t.services))
+        # The window of each service starts once its last change was complete: what was true before
+        # the traffic change says nothing about now. Bounded so a quiet service is not read forever.
+        # Without the service its last change is not known, so neither is the window: its log is not
+        # read (every criterion that reads the log reads the service too).
+        floor = datetime.now(timezone.utc) - timedelta(minutes=t.thresholds.log_window_minutes)
+        windows = {cfg.name: max(self._changed_since(svc), floor)
+                   for cfg, (_, svc, _, burst) in zip(t.services, seen) if burst is not None and svc is not None}
+        # One read for every service's request log after all the bursts (the quota is per project).
+        logs_read = Reads()
+        logs = await logs_read.call(src.LOG_ENTRIES, self.logging.request_logs, windows, t.thresholds.min_requests) \
+            if windows else {}
+        out = {}
+        for cfg, (reads, svc, revisions, burst) in zip(t.services, seen):
+            failures = {**reads.failures, **(logs_read.failures if cfg.name in windows else {})}
+            out[cfg.name] = ServiceObservation(service=svc, revisions=tuple(revisions or ()), burst=burst,
+                                               request_log=(logs or {}).get(cfg.name), failures=failures)
+        return out
+
+    async def _observe_service(self, cfg: Service) -> tuple[Reads, ServiceState | None,
+                                                            tuple[RevisionState, ...] | None, Burst | None]:
+        """A service, its revisions and (with a health_url) a burst to it, read side by side."""
+        reads = Reads()
+        service = reads.call(src.RUN_SERVICE, self.run.get_service, cfg.name)
+        listed = reads.call(src.RUN_REVISIONS, self.run.list_revisions, cfg.name)
         burst: Burst | None = None
         if cfg.health_url:
-            svc, revisions, burst = await asyncio.gather(service, listed, self.burst(cfg.health_url))
+            svc, revisions, burst = await asyncio.gather(service, listed, reads.wait(src.BURST, self.burst(cfg.health_url)))
         else:
             svc, revisions = await asyncio.gather(service, listed)
-        log = None
-        if burst is not None:
-            # The window starts once the last change to the service was complete: what was true
-            # before the traffic change says nothing about now. Bounded so a quiet service is not
-            # read forever.
-            floor = datetime.now(timezone.utc) - timedelta(minutes=t.thresholds.log_window_minutes)
-            since = max(self._changed_since(svc), floor)
-            log = await asyncio.to_thread(self.logging.request_log, cfg.name, since, t.thresholds.min_requests)
-        return ServiceObservation(service=svc, revisions=revisions, burst=burst, request_log=log)
+        return reads, svc, revisions, burst
 
     def _changed_since(self, svc: ServiceState) -> datetime:
         """When the last change to ``svc`` was complete: the latest of its updateTime (when the update
@@ -321,47 +396,55 @@ class Observer:
         t = self.target
         ca = str(t.ca_path) if t.ca_path else None
 
-        async def service(name: str) -> tuple[ServiceState, RevisionState | None, StartupLog | None]:
-            state, serving = await self._serving(name)
-            log = None
-            if serving is not None:
-                log = await asyncio.to_thread(self.logging.startup_errors, name, serving.name, serving.create_time)
-            return state, serving, log
+        reads = Reads()
+
+        async def services_and_startup() -> list[tuple[ServiceState | None, RevisionState | None, StartupLog | None]]:
+            states = await asyncio.gather(*(self._serving(s.name, reads) for s in t.services))
+            # One startup-log read for every serving revision (the entries.list quota is per project).
+            serving = {s.name: (rev.name, rev.create_time) for s, (_, rev) in zip(t.services, states) if rev is not None}
+            logs = await reads.call(src.LOG_ENTRIES, self.logging.startup_errors_of, serving) if serving else {}
+            return [(state, rev, (logs or {}).get(s.name)) for s, (state, rev) in zip(t.services, states)]
 
         urls = [u for s in t.services for u in s.health_endpoints]
         creds = self.golden_path_credentials()
         walk = None
         if not isinstance(creds, str) and t.golden_path and t.websocket:
-            walk = self._journey(*creds)
+            walk = reads.wait(src.JOURNEY, self._journey(*creds))
         seen = await gather_named(
-            per_service=asyncio.gather(*(service(s.name) for s in t.services)),
-            checks=asyncio.gather(*(self._check(u) for u in urls)),
-            websocket=websocket.ping_batch(t.websocket.url, t.websocket.batch, resolve_map=t.resolve, ca_bundle=ca,
-                                           timeout=t.websocket.timeout_seconds) if t.websocket else none(()),
+            per_service=services_and_startup(),
+            checks=asyncio.gather(*(reads.wait(src.HTTP_CHECK, self._check(u)) for u in urls)),
+            websocket=reads.wait(src.WEBSOCKET, websocket.ping_batch(
+                t.websocket.url, t.websocket.batch, resolve_map=t.resolve, ca_bundle=ca,
+                timeout=t.websocket.timeout_seconds)) if t.websocket else none(()),
             golden_path=walk if walk is not None else none(),
         )
-        per_service, checks, ws, walked = seen["per_service"], seen["checks"], seen["websocket"], seen["golden_path"]
-        if t.websocket:
+        per_service, checks, walked = seen["per_service"], seen["checks"], seen["golden_path"]
+        ws = seen["websocket"] or ()
+        if t.websocket and src.WEBSOCKET not in reads.failures:
             self.session.calls.append(ApiCall("wss", f"ping ×{len(ws)} (concurrent)", t.websocket.url, 0.0,
                                               f"{sum(r.ok for r in ws)} ok"))
         names = [s.name for s in t.services]
         problem = creds if isinstance(creds, str) else (None if t.websocket else "the target names no websocket")
         return Phase3Observation(
-            services={n: r[0] for n, r in zip(names, per_service)},
-            serving={n: r[1] for n, r in zip(names, per_service)},
-            startup={n: r[2] for n, r in zip(names, per_service)},
-            health={c.url: c for c in checks},
+            services={n: r[0] for n, r in zip(names, per_service) if r[0] is not None},
+            serving={n: r[1] for n, r in zip(names, per_service) if r[0] is not None},
+            startup={n: r[2] for n, r in zip(names, per_service) if r[0] is not None},
+            health={c.url: c for c in checks if c is not None},
             websocket=tuple(ws),
             golden_path=walked,
             golden_path_problem=problem,
+            failures=reads.failures,
         )
 
-    async def _serving(self, name: str) -> tuple[ServiceState, RevisionState | None]:
-        """A service and the single revision serving all of its traffic (None when there is none)."""
-        state, revisions = await asyncio.gather(asyncio.to_thread(self.run.get_service, name),
-                                                asyncio.to_thread(self.run.list_revisions, name))
+    async def _serving(self, name: str, reads: Reads) -> tuple[ServiceState | None, RevisionState | None]:
+        """A service and the single revision serving all of its traffic (None when there is none, or
+        when a read failed: the failure is in ``reads``)."""
+        state, revisions = await asyncio.gather(reads.call(src.RUN_SERVICE, self.run.get_service, name),
+                                                reads.call(src.RUN_REVISIONS, self.run.list_revisions, name))
+        if state is None:
+            return None, None
         holding = state.holding_traffic
-        serving = next((r for r in revisions if len(holding) == 1 and r.name == holding[0].revision), None)
+        serving = next((r for r in revisions or () if len(holding) == 1 and r.name == holding[0].revision), None)
         return state, serving
 
     # ---- Phase 4 -----------------------------------------------------------------------------
@@ -370,20 +453,32 @@ class Observer:
         defs = self.definitions()
         names = [s.name for s in self.target.services]
         metric_names, dashboard_names = list(defs.log_metrics), list(defs.dashboards)
+        reads = Reads()
+        # A metric or dashboard that does not exist reads as None (what Phase 4 creates); one whose
+        # read failed is left out, and its source's failure says why.
         seen = await gather_named(
-            log_metrics=asyncio.gather(*(asyncio.to_thread(self.logging.get_metric, m) for m in metric_names)),
-            policies=asyncio.to_thread(self.monitoring.alert_policies),
-            channels=asyncio.to_thread(self.monitoring.notification_channels),
-            dashboards=asyncio.gather(*(asyncio.to_thread(self.dashboards.get, d) for d in dashboard_names)),
-            services=asyncio.gather(*(self._serving(n) for n in names)),
+            log_metrics=asyncio.gather(*(self._present(reads, src.LOG_METRICS, self.logging.get_metric, m)
+                                         for m in metric_names)),
+            policies=reads.call(src.ALERT_POLICIES, self.monitoring.alert_policies),
+            channels=reads.call(src.CHANNELS, self.monitoring.notification_channels),
+            dashboards=asyncio.gather(*(self._present(reads, src.DASHBOARD, self.dashboards.get, d)
+                                        for d in dashboard_names)),
+            services=asyncio.gather(*(self._serving(n, reads) for n in names)),
         )
         services = seen.pop("services")
         return Phase4Observation(
-            log_metrics=dict(zip(metric_names, seen.pop("log_metrics"))),
-            dashboards=dict(zip(dashboard_names, seen.pop("dashboards"))),
-            services={n: r[0] for n, r in zip(names, services)},
-            serving={n: r[1] for n, r in zip(names, services)}, **seen,
+            log_metrics={m: v for m, (ok, v) in zip(metric_names, seen.pop("log_metrics")) if ok},
+            dashboards={d: v for d, (ok, v) in zip(dashboard_names, seen.pop("dashboards")) if ok},
+            policies=tuple(seen.pop("policies") or ()), channels=tuple(seen.pop("channels") or ()),
+            services={n: r[0] for n, r in zip(names, services) if r[0] is not None},
+            serving={n: r[1] for n, r in zip(names, services) if r[0] is not None},
+            failures=reads.failures,
         )
+
+    @staticmethod
+    async def _present(reads: Reads, source: str, read: Callable[[str], T], name: str) -> tuple[bool, T | None]:
+        """(whether the read answered, its value): an answer None (not found) is not a failure."""
+        return await reads.attempt(source, asyncio.to_thread(read, name))
 
     async def _check(self, url: str) -> HttpCheck:
         t = self.target
@@ -404,3 +499,9 @@ class Observer:
                                           sum(result.legs.values()) and max(result.legs.values()),
                                           "ok" if result.ok else f"failed at {result.failed_leg}"))
         return result
+
+
+def failures_of(observation: Any) -> dict[str, SourceFailure]:
+    """The failed sources of any phase's observation: its own ``failures``, or (Phase 1, the clean
+    window: one observation per service) every service's together."""
+    return dict(failures_in(observation))

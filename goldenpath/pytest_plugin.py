@@ -307,7 +307,12 @@ class _Recorder:
                 outcome = "error"
             else:
                 outcome = report.outcome
-            self.state.result(order, final.TestResult(report.nodeid, outcome, _message(report), _title(report)))
+            unchecked = [f for v in getattr(report, "gp_judged", []) for f in v.get("unchecked", ())]
+            self.state.result(order, final.TestResult(
+                report.nodeid, outcome, _message(report), _title(report), _criterion(report),
+                list(dict.fromkeys(str(f.get("source", "")) for f in unchecked))))
+            if unchecked:
+                self.state.could_not_check(order, _title(report) or report.nodeid, unchecked)
         elif report.when == "teardown" and report.failed:
             self.state.result(order, final.TestResult(report.nodeid, "error", _message(report), _title(report)))
         if report.when == "call":
@@ -318,6 +323,11 @@ class _Recorder:
 def _title(report: pytest.TestReport) -> str:
     """The runbook item and subject a criterion test judges (its user property, set at collection)."""
     return str(dict(report.user_properties).get("title", ""))
+
+
+def _criterion(report: pytest.TestReport) -> str:
+    """The key of the record a criterion test judges (its user property, set at collection)."""
+    return str(dict(report.user_properties).get("criterion", ""))
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -357,6 +367,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         tr.write_sep("-", "inconclusive (not enough evidence: neither pass nor fail)", yellow=True)
         for rep in inconclusive:
             tr.write_line(f"INCONCLUSIVE {rep.nodeid}: {rep.longrepr[2].removeprefix('INCONCLUSIVE: ')}")
+    failed = config.stash[RUN].failed_sources
+    if failed:
+        # Each failed source once, with its paragraph and what it cost: the tests only point here.
+        tr.write_sep("-", "observation sources that could not be read (criteria that need them could not check)",
+                     yellow=True)
+        for f in failed:
+            tr.write_line(f"SOURCE {final.source_line(f)}", yellow=True)
+            tr.write_line(f"  {f.get('message', '')}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -399,7 +417,7 @@ def _verdict(config: pytest.Config, gate: Gate) -> None:
         "recovery": [r.line() for r in safety.recovered],
         "mutations": gate.mutations,
     }
-    result = final.build(state.confirmation, state.tests, escalations, extra)
+    result = final.build(state.confirmation, state.tests, escalations, extra, state.failed_sources)
     write_verdict(gate.reports, gate.run_id, json.dumps(result.to_json(), indent=2, default=str) + "\n")
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr is None:

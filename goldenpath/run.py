@@ -27,6 +27,9 @@ class RunState:
     _results: dict[str, tuple[int, TestResult]] = field(default_factory=dict)
     _judged: list[tuple[int, int, Verdict]] = field(default_factory=list)
     _confirmed: list[tuple[int, int, str, Verdict]] = field(default_factory=list)
+    # Each observation source that failed (goldenpath.sources.SourceFailure JSON, the first seen) and
+    # the criteria (titles, in order) that could not be checked for it, by source id.
+    _unchecked: dict[str, tuple[dict[str, Any], list[tuple[int, str]]]] = field(default_factory=dict)
 
     def result(self, order: int, result: TestResult) -> None:
         """A test's outcome (a later report of the same test, e.g. a teardown error, replaces it)."""
@@ -49,6 +52,20 @@ class RunState:
         """The Success Confirmation items a test recorded: ``[item, verdict JSON]`` pairs."""
         for item, verdict in items:
             self._confirmed.append((order, len(self._confirmed), str(item), Verdict.from_json(verdict)))
+
+    def could_not_check(self, order: int, title: str, failures: Iterable[dict[str, Any]]) -> None:
+        """A test (its place and title) could not check, because these sources failed."""
+        for f in failures:
+            entry = self._unchecked.setdefault(str(f.get("source", "")), (dict(f), []))
+            if (order, title) not in entry[1]:
+                entry[1].append((order, title))
+
+    @property
+    def failed_sources(self) -> list[dict[str, Any]]:
+        """Each failed source once (as SourceFailure JSON) with ``criteria``: the titles of what could
+        not be checked for it, in collection order; the sources in the order their first criterion ran."""
+        entries = sorted(self._unchecked.values(), key=lambda e: min(o for o, _ in e[1]))
+        return [{**failure, "criteria": [t for _, t in sorted(titles)]} for failure, titles in entries]
 
     @property
     def tests(self) -> list[TestResult]:

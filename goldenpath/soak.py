@@ -27,6 +27,8 @@ def soak(windows: dict[str, CleanWindow], look: Callable[[], dict[str, CleanWind
     scale = next(iter(windows.values())).clock_scale if windows else 1.0
     deadline = clock() + minutes * 60 / scale
     while True:
+        if any(w.failures for w in windows.values()):
+            return windows  # a source could not be read: the item could not check; waiting is not the cure
         verdicts = {n: c.zero_503(w, min_requests) for n, w in windows.items()}
         waiting = {n: v for n, v in verdicts.items() if v.status is Status.INCONCLUSIVE}
         # A 503 after the last change is a failure that waiting cannot mend; a pass needs no wait.

@@ -28,6 +28,9 @@ class Verdict:
     # The measured value itself is one of the runbook's escalation triggers (e.g. database connections
     # above 90 %). Part of the judgement, so it compares.
     escalation: bool = False
+    # Could not check: the failed observation sources it needed (goldenpath.sources.SourceFailure as
+    # JSON), and then the status is INCONCLUSIVE. Named once in the run's summary, not per test.
+    unchecked: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     @property
     def passed(self) -> bool:
@@ -56,4 +59,5 @@ class Verdict:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["status"] = Status(values["status"])
+        values["unchecked"] = tuple(values.get("unchecked", ()))
         return cls(**values)

@@ -12,8 +12,9 @@ triggers, the tests' markers, titles, severities, parametrization and target-key
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Final, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Final, Iterable, Literal, Mapping, Sequence, TypeVar
 
+from goldenpath.sources import SourceFailure
 from goldenpath.verdict import Status, Verdict
 
 if TYPE_CHECKING:
@@ -69,6 +70,16 @@ Judge = Callable[[Seen, str], Verdict]
 NOT_CONFIGURED = "not configured"
 
 
+T = TypeVar("T")
+
+
+def got(value: T | None) -> T:
+    """A value a judge reads: present, because a criterion is judged only when its sources are
+    (Criterion.judged); a record whose ``sources`` leave one out fails here, loudly."""
+    assert value is not None, "a criterion was judged without one of its sources: declare it in sources="
+    return value
+
+
 def record_of(function: Any) -> "Criterion | None":
     """The record a test function was declared for (``@criterion(RECORD)`` in fixtures/criteria.py)."""
     return getattr(function, "gp_record", None)
@@ -96,6 +107,9 @@ class Criterion:
     # Whether the observation holds what the judge reads for a subject (None: always). A part not
     # observed (e.g. a read that returned nothing) yields no verdict in ``evaluate``.
     observed: Callable[[Seen, str], bool] | None = None
+    # The observation sources its judge reads (goldenpath.sources ids): with all of them present it is
+    # judged; when one failed it "could not check" (INCONCLUSIVE, with that source named).
+    sources: tuple[str, ...] = ()
 
     @property
     def marker(self) -> str:
@@ -139,6 +153,48 @@ class Criterion:
         """Operator-facing name: the runbook item and its subject."""
         return f"{self.title}: {subject}" if subject else self.title
 
+    def unchecked(self, seen: Seen, subject: str) -> list[SourceFailure]:
+        """The failed sources (of what was seen for ``subject``) this criterion needs: empty when it
+        can be judged."""
+        failed = failures_in(seen.obs, subject)
+        return [failed[s] for s in self.sources if s in failed]
+
+    def could_not_check(self, subject: str, failed: Sequence[SourceFailure]) -> Verdict:
+        """The verdict of a criterion whose sources failed: INCONCLUSIVE, never a pass; the sources are
+        named (their paragraph is in the run's summary, once)."""
+        names = ", ".join(f.short() for f in failed)
+        return Verdict(self.id, subject, Status.INCONCLUSIVE, f"could not check: {names}",
+                       {"could_not_check": [f.to_json() for f in failed]}, value="could not check",
+                       unchecked=tuple(f.to_json() for f in failed))
+
+    def judged(self, seen: Seen, subject: str) -> Verdict:
+        """The judge's verdict, or "could not check" when a source it needs failed."""
+        failed = self.unchecked(seen, subject)
+        return self.could_not_check(subject, failed) if failed else self.judge(seen, subject)
+
+
+def failures_in(obs: Any, subject: str = "") -> Mapping[str, SourceFailure]:
+    """The failed sources of an observation, for ``subject``: a phase's own ``failures``; for an
+    observation per service (Phase 1, the clean window) the subject service's, or every service's
+    when the subject is not one of them."""
+    own = getattr(obs, "failures", None)
+    if isinstance(own, Mapping):
+        return own
+    if isinstance(obs, Mapping):
+        if subject in obs:
+            return getattr(obs[subject], "failures", {})
+        merged: dict[str, SourceFailure] = {}
+        for value in obs.values():
+            for k, v in getattr(value, "failures", {}).items():
+                merged.setdefault(k, v)
+        return merged
+    return {}
+
+
+def could_not_check(verdicts: Iterable[Verdict]) -> list[Verdict]:
+    """The verdicts that could not be checked (a source they need failed)."""
+    return [v for v in verdicts if v.unchecked]
+
 
 def evaluate(records: Iterable[Criterion], seen: Seen, only: Iterable[str] | None = None,
              services: Sequence[str] | None = None, final: bool = True) -> list[Verdict]:
@@ -153,7 +209,10 @@ def evaluate(records: Iterable[Criterion], seen: Seen, only: Iterable[str] | Non
     out: list[Verdict] = []
 
     def judge(r: Criterion, subject: str) -> None:
-        if r.observed is None or r.observed(seen, subject):
+        failed = r.unchecked(seen, subject)
+        if failed:
+            out.append(r.could_not_check(subject, failed))
+        elif r.observed is None or r.observed(seen, subject):
             out.append(r.judge(seen, subject))
 
     for svc in target.services:

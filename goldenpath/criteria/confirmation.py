@@ -12,7 +12,8 @@ from typing import Sequence
 
 from dataclasses import replace
 
-from goldenpath.criteria import BLOCKER, PER_SERVED_SERVICE, Criterion, Seen
+from goldenpath import sources as src
+from goldenpath.criteria import BLOCKER, PER_SERVED_SERVICE, Criterion, Seen, got
 from goldenpath.criteria import phase2 as p2
 from goldenpath.criteria import phase3 as p3
 from goldenpath.observations import CleanWindow
@@ -50,10 +51,10 @@ def _when(dt: datetime) -> str:
 def zero_503(w: CleanWindow, min_requests: int) -> Verdict:
     """No 503 in the window, with enough traffic to say so. 503s that predate the service's last
     change are history: the window is "not yet clean" (inconclusive), with how much of it is."""
-    log, window = w.log, duration(w.window_seconds)
+    log, last_change, window = got(w.log), got(w.last_change), duration(w.window_seconds)
     seen = f"{log.total_seen}{'+' if log.total_capped else ''} requests"
     evidence = {"request_log": log.summary(), "window_seconds": w.window_seconds, "clock_scale": w.clock_scale,
-                "last_change": w.last_change.isoformat()}
+                "last_change": last_change.isoformat()}
 
     def verdict(status: Status, reason: str, clean: float) -> Verdict:
         return Verdict(ZERO_503, w.service, status, f"{w.service}: {reason}",
@@ -68,13 +69,13 @@ def zero_503(w: CleanWindow, min_requests: int) -> Verdict:
     latest = datetime.fromisoformat(str(log.examples[0]["time"]).replace("Z", "+00:00")) if log.examples else w.now
     clean = w.target_seconds(latest)
     count = f"{log.errors_503}{'+' if log.errors_capped else ''}"
-    if latest <= w.last_change:
+    if latest <= last_change:
         return verdict(Status.INCONCLUSIVE,
                        f"not yet clean: 503-free for {duration(clean)} of {window}; the {count} 503s in the window "
-                       f"(latest {_when(latest)}) predate the last change to the service at {_when(w.last_change)}. "
+                       f"(latest {_when(latest)}) predate the last change to the service at {_when(last_change)}. "
                        "Run again later, or with --soak to wait for the window", clean)
     return verdict(Status.FAIL, f"{count} 503s in the last {window}, the latest at {_when(latest)}, after the last "
-                                f"change to the service ({_when(w.last_change)}); 503-free for only {duration(clean)}",
+                                f"change to the service ({_when(last_change)}); 503-free for only {duration(clean)}",
                    clean)
 
 
@@ -117,13 +118,15 @@ def _golden_path(s: Seen, _: str) -> Verdict:
 
 # Four items re-judge a phase's observation (measured once per session); the 503 window is its own.
 RECORDS = (
-    Criterion(HEALTH, None, ITEMS[HEALTH], BLOCKER, "phase3", _health),
-    Criterion(WEBSOCKET, None, ITEMS[WEBSOCKET], BLOCKER, "phase3", _websocket, needs=("websocket",)),
+    Criterion(HEALTH, None, ITEMS[HEALTH], BLOCKER, "phase3", _health, sources=(src.HTTP_CHECK,)),
+    Criterion(WEBSOCKET, None, ITEMS[WEBSOCKET], BLOCKER, "phase3", _websocket, needs=("websocket",),
+              sources=(src.WEBSOCKET,)),
     Criterion(ZERO_503, None, ITEMS[ZERO_503], BLOCKER, "clean_window",
-              lambda s, name: zero_503(s.obs[name], s.th.min_requests), per=PER_SERVED_SERVICE),
+              lambda s, name: zero_503(s.obs[name], s.th.min_requests), per=PER_SERVED_SERVICE,
+              sources=(src.RUN_SERVICE, src.LOG_ENTRIES)),
     Criterion(DATABASE, None, ITEMS[DATABASE], BLOCKER, "phase2",
               lambda s, _: p2.db_connections(s.obs.instance, s.obs.backends, s.th, s.obs.backends_since),
-              needs=("database",)),
-    Criterion(GOLDEN_PATH, None, ITEMS[GOLDEN_PATH], BLOCKER, "phase3", _golden_path),
+              needs=("database",), sources=(src.SQL_INSTANCE, src.TIME_SERIES)),
+    Criterion(GOLDEN_PATH, None, ITEMS[GOLDEN_PATH], BLOCKER, "phase3", _golden_path, sources=(src.JOURNEY,)),
 )
 BY_ID = {r.id: r for r in RECORDS}

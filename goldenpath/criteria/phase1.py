@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from goldenpath.config import Thresholds
-from goldenpath.criteria import BLOCKER, CRITICAL, PER_SERVED_SERVICE, PER_SERVICE, Criterion, Seen
+from goldenpath import sources as src
+from goldenpath.criteria import BLOCKER, CRITICAL, PER_SERVED_SERVICE, PER_SERVICE, Criterion, Seen, got
 from goldenpath.observations import Burst, RequestLog, RevisionState, ServiceObservation, ServiceState
 from goldenpath.verdict import Status, Verdict
 
@@ -143,17 +144,19 @@ ROUTE, DELETE = "route-traffic", "delete-revision"
 
 RECORDS = (
     Criterion(SINGLE_ACTIVE_REVISION, 1, TITLES[SINGLE_ACTIVE_REVISION], BLOCKER, "phase1",
-              lambda s, name: single_active_revision(s.obs[name].service), per=PER_SERVICE, steps=(ROUTE,)),
+              lambda s, name: single_active_revision(got(s.obs[name].service)), per=PER_SERVICE, steps=(ROUTE,),
+              sources=(src.RUN_SERVICE,)),
     Criterion(NO_503, 1, TITLES[NO_503], BLOCKER, "phase1",
-              lambda s, name: no_503(s.obs[name].service, s.obs[name].burst, s.obs[name].request_log,
-                                     s.th), per=PER_SERVED_SERVICE, steps=(ROUTE,)),
+              lambda s, name: no_503(got(s.obs[name].service), s.obs[name].burst, s.obs[name].request_log,
+                                     s.th), per=PER_SERVED_SERVICE, steps=(ROUTE,),
+              sources=(src.RUN_SERVICE, src.BURST, src.LOG_ENTRIES)),
     Criterion(HEALTH_FAST, 1, TITLES[HEALTH_FAST], CRITICAL, "phase1",
-              lambda s, name: health_fast(s.obs[name].service, s.obs[name].burst, s.th),
-              per=PER_SERVED_SERVICE, steps=(ROUTE,)),
+              lambda s, name: health_fast(got(s.obs[name].service), s.obs[name].burst, s.th),
+              per=PER_SERVED_SERVICE, steps=(ROUTE,), sources=(src.RUN_SERVICE, src.BURST)),
     # Before the deletions the old revision still holds its minimum instances: judged finally only.
     Criterion(NO_CONTENTION, 1, TITLES[NO_CONTENTION], CRITICAL, "phase1",
-              lambda s, name: no_contention(s.obs[name].service, s.obs[name].revisions), per=PER_SERVICE,
-              steps=(ROUTE, DELETE), verify="final"),
+              lambda s, name: no_contention(got(s.obs[name].service), s.obs[name].revisions), per=PER_SERVICE,
+              steps=(ROUTE, DELETE), verify="final", sources=(src.RUN_SERVICE, src.RUN_REVISIONS)),
 )
 BY_ID = {r.id: r for r in RECORDS}
 
@@ -168,8 +171,11 @@ def evaluate(observations: dict[str, ServiceObservation], thresholds: Thresholds
     for name, obs in observations.items():
         if subjects is not None and name not in subjects:
             continue
+        # A served service whose burst or log could not be read is still served: its criteria say
+        # they could not check, never nothing.
+        served = (obs.burst is not None or src.BURST in obs.failures) and \
+            (obs.request_log is not None or bool(obs.failures))
         for r in RECORDS:
-            served = obs.burst is not None and obs.request_log is not None
             if r.id in wanted and (r.per == PER_SERVICE or served):
-                out.append(r.judge(seen, name))
+                out.append(r.judged(seen, name))
     return out

@@ -10,6 +10,7 @@ from goldenpath.config import CONNECTOR_THROUGHPUT_MBPS, Connector, Target, Thre
 from goldenpath.observations import (
     CertificateState, ConnectorLog, ConnectorMetrics, ConnectorState, MetricSeries, Phase2Observation, SqlInstanceState, TlsResult,
 )
+from goldenpath import sources as src
 from goldenpath.criteria import BLOCKER, CRITICAL, PER_DOMAIN, Criterion, Seen
 from goldenpath.criteria import evaluate as derive
 from goldenpath.verdict import Status, Verdict
@@ -251,19 +252,21 @@ def _connector_ready(s: Seen, _: str) -> Verdict:
 RECORDS = (
     Criterion(CONNECTOR_READY, 2, TITLES[CONNECTOR_READY], BLOCKER, "phase2", _connector_ready,
               needs=("connector",), steps=(SCALE, RECREATE), escalation="VPC connector cannot be restored",
-              observed=lambda s, _: s.obs.connector is not None),
+              observed=lambda s, _: s.obs.connector is not None, sources=(src.VPC_CONNECTOR,)),
     Criterion(DB_CONNECTIONS, 2, TITLES[DB_CONNECTIONS], CRITICAL, "phase2",
               lambda s, _: db_connections(s.obs.instance, s.obs.backends, s.th, s.obs.backends_since),
               needs=("database",), steps=(FLAGS,), escalation="database connections remain above 90 %",
-              escalate_on_value=True, observed=lambda s, _: s.obs.instance is not None and s.obs.backends is not None),
+              escalate_on_value=True, observed=lambda s, _: s.obs.instance is not None and s.obs.backends is not None,
+              sources=(src.SQL_INSTANCE, src.TIME_SERIES)),
     Criterion(NO_CONNECTOR_ERRORS, 2, TITLES[NO_CONNECTOR_ERRORS], CRITICAL, "phase2",
               lambda s, _: no_connector_errors(s.obs.connector_log, s.obs.connector_metrics, s.obs.connector, s.th),
-              needs=("connector",), steps=(SCALE,), observed=lambda s, _: s.obs.connector_log is not None),
+              needs=("connector",), steps=(SCALE,), observed=lambda s, _: s.obs.connector_log is not None,
+              sources=(src.VPC_CONNECTOR, src.RUN_SERVICE, src.LOG_ENTRIES, src.TIME_SERIES)),
     # Nothing Phase 2 changes can mend a certificate: its remediation never judges it.
     Criterion(CERTIFICATE_VALID, 2, TITLES[CERTIFICATE_VALID], CRITICAL, "phase2",
               lambda s, domain: certificate_valid(domain, s.obs.certificate, s.obs.tls[domain],
                                                   s.th.certificate_min_days),
-              needs=("certificate",), per=PER_DOMAIN, verify="never",
+              needs=("certificate",), per=PER_DOMAIN, verify="never", sources=(src.SSL_CERTIFICATE, src.TLS_HANDSHAKE),
               observed=lambda s, domain: s.obs.certificate is not None and domain in s.obs.tls,
               manual="renew or re-provision the certificate so it is ACTIVE, covers every domain and is far from "
                      "expiry (gcloud compute ssl-certificates describe / create), then run again"),

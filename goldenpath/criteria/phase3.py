@@ -9,6 +9,7 @@ from goldenpath.config import Target, Thresholds
 from goldenpath.observations import (
     GoldenPathResult, HttpCheck, Phase3Observation, RevisionState, ServiceState, StartupLog, WsResult,
 )
+from goldenpath import sources as src
 from goldenpath.criteria import BLOCKER, CRITICAL, PER_HEALTH_ENDPOINT, PER_SERVICE, Criterion, Seen
 from goldenpath.criteria import evaluate as derive
 from goldenpath.verdict import Status, Verdict
@@ -137,16 +138,18 @@ def _websocket(s: Seen, _: str) -> Verdict:
 RECORDS = (
     Criterion(CONFIGURATION, 3, TITLES[CONFIGURATION], CRITICAL, "phase3",
               lambda s, name: configuration(s.obs.services[name], s.obs.serving[name], s.t.service(name).required_env),
-              per=PER_SERVICE, steps=(ROLLOUT,)),
+              per=PER_SERVICE, steps=(ROLLOUT,), sources=(src.RUN_SERVICE, src.RUN_REVISIONS)),
     Criterion(NO_STARTUP_ERRORS, 3, TITLES[NO_STARTUP_ERRORS], CRITICAL, "phase3",
               lambda s, name: no_startup_errors(s.obs.services[name], s.obs.serving[name], s.obs.startup[name]),
-              per=PER_SERVICE, steps=(ROLLOUT,)),
+              per=PER_SERVICE, steps=(ROLLOUT,), sources=(src.RUN_SERVICE, src.RUN_REVISIONS, src.LOG_ENTRIES)),
     Criterion(HEALTH_ENDPOINTS, 3, TITLES[HEALTH_ENDPOINTS], CRITICAL, "phase3",
-              lambda s, url: health_endpoint(s.obs.health[url], s.th), per=PER_HEALTH_ENDPOINT, steps=(ROLLOUT,)),
+              lambda s, url: health_endpoint(s.obs.health[url], s.th), per=PER_HEALTH_ENDPOINT, steps=(ROLLOUT,),
+              sources=(src.HTTP_CHECK,)),
     Criterion(WEBSOCKET, 3, TITLES[WEBSOCKET], BLOCKER, "phase3", _websocket, needs=("websocket",),
-              steps=(ROLLOUT,)),
+              steps=(ROLLOUT,), sources=(src.WEBSOCKET,)),
     Criterion(GOLDEN_PATH, 3, TITLES[GOLDEN_PATH], BLOCKER, "phase3",
-              lambda s, _: golden_path(s.obs.golden_path, s.obs.golden_path_problem), steps=(ROLLOUT,)),
+              lambda s, _: golden_path(s.obs.golden_path, s.obs.golden_path_problem), steps=(ROLLOUT,),
+              sources=(src.JOURNEY,)),
 )
 BY_ID = {r.id: r for r in RECORDS}
 

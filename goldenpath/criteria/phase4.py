@@ -15,6 +15,7 @@ from goldenpath.config import Target
 from goldenpath.definitions import POLICY_LABEL, Definitions
 from goldenpath.observations import Phase4Observation, RevisionState
 from goldenpath.semantic import differences
+from goldenpath import sources as src
 from goldenpath.criteria import CRITICAL, NORMAL, Criterion, Seen
 from goldenpath.criteria import evaluate as derive
 from goldenpath.verdict import Status, Verdict
@@ -285,16 +286,20 @@ def _defs(s: Seen) -> Definitions:
 
 RECORDS = (
     Criterion(ERROR_MONITORING, 4, TITLES[ERROR_MONITORING], CRITICAL, "phase4",
-              lambda s, _: error_monitoring(s.obs, _defs(s)), steps=(CREATE_METRIC, UPDATE_METRIC)),
+              lambda s, _: error_monitoring(s.obs, _defs(s)), steps=(CREATE_METRIC, UPDATE_METRIC),
+              sources=(src.LOG_METRICS,)),
     Criterion(ALERT_POLICIES, 4, TITLES[ALERT_POLICIES], CRITICAL, "phase4",
               lambda s, _: alert_policies(s.obs, _defs(s), s.t, s.require_channels, s.pending),
               steps=(CREATE_POLICY, UPDATE_POLICY),
-              manual="create a notification channel and name it in targets.toml (see the criterion's message)"),
+              manual="create a notification channel and name it in targets.toml (see the criterion's message)",
+              sources=(src.ALERT_POLICIES, src.CHANNELS)),
     Criterion(CAPACITY, 4, TITLES[CAPACITY], NORMAL, "phase4",
               lambda s, _: capacity(s.obs, _defs(s), s.t, s.pending),
-              steps=(CREATE_POLICY, UPDATE_POLICY, AUTOSCALE)),
+              steps=(CREATE_POLICY, UPDATE_POLICY, AUTOSCALE),
+              sources=(src.ALERT_POLICIES, src.RUN_SERVICE, src.RUN_REVISIONS)),
     Criterion(DASHBOARD, 4, TITLES[DASHBOARD], NORMAL, "phase4",
-              lambda s, _: dashboard(s.obs, _defs(s)), steps=(CREATE_DASHBOARD, UPDATE_DASHBOARD)),
+              lambda s, _: dashboard(s.obs, _defs(s)), steps=(CREATE_DASHBOARD, UPDATE_DASHBOARD),
+              sources=(src.DASHBOARD,)),
 )
 BY_ID = {r.id: r for r in RECORDS}
 

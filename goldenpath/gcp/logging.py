@@ -190,16 +190,16 @@ class CloudLogging:
                 f"Something else is reading project {t.project}'s logs heavily (a console open on the Logs "
                 "Explorer, a script, other gate runs at the same time): run again in a minute, or request a "
                 "higher 'Read requests per minute' quota for logging.googleapis.com "
-                "(https://cloud.google.com/logging/quotas)."
-            )
+                "(https://cloud.google.com/logging/quotas).", api=exc.api, method=exc.method, kind="refused",
+                status="429 RESOURCE_EXHAUSTED", where=exc.where)
         if isinstance(cause, TooManyPages):
             return CheckError(
                 f"logging entries.list had not finished searching for {filter_!r} after {MAX_PAGES} calls (it "
                 "answered pages with a nextPageToken, empty or not, to continue the search). The gate stops there "
                 f"to stay inside the {QUOTA}; nothing was judged from this log. Run again; if it recurs, the "
                 "project logs far more than this filter selects: narrow the target's log windows "
-                "(thresholds.log_window_minutes, connector_log_minutes) in targets.toml."
-            )
+                "(thresholds.log_window_minutes, connector_log_minutes) in targets.toml.", api=exc.api,
+                method=exc.method, where=exc.where)
         return exc
 
     def _request_filter(self, services: Sequence[str], since: datetime) -> str:

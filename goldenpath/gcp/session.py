@@ -316,37 +316,41 @@ class GcpSession:
         seconds_text = _seconds(seconds)
         after = (f", still after retrying for {seconds_text} s (timeouts.api_seconds = "
                  f"{self.target.timeouts.api_seconds:g})") if retried else ""
+        said = {"api": api, "method": method, "where": where}
         if isinstance(last, (gexc.PermissionDenied, gexc.Forbidden)):
             read_role, write_role = ROLES.get(api, ("a viewer role", "an editor role"))
             return CheckError(
                 f"{api} {method} on {resource} was refused: {api_message(last)}. Grant the gate's identity "
                 f"({self.identity}) {read_role} (read-only runs) or {write_role} (remediation) on "
-                f"project {self.target.project}."
-            )
+                f"project {self.target.project}.", kind="permission", status=describe_error(last), **said)
         if isinstance(last, (gexc.Unauthenticated, gexc.Unauthorized)) or type(last).__name__ == "RefreshError":
             return CheckError(
                 f"{api} {method} on {resource}: the credentials were rejected ({getattr(last, 'message', last)}). Refresh them "
-                "with `gcloud auth application-default login` and run again."
-            )
+                "with `gcloud auth application-default login` and run again.", kind="permission",
+                status=describe_error(last) if isinstance(last, gexc.GoogleAPICallError) else "", **said)
         if isinstance(last, gexc.NotFound):
             return CheckError(
                 f"{api} {method}: {resource} does not exist ({api_message(last)}). Check the names in "
-                f"targets.toml for target {self.target.name!r}."
-            )
+                f"targets.toml for target {self.target.name!r}.", kind="refused", status=describe_error(last), **said)
         unknown = write and ambiguous(last)
         may_have = (" The request may have been applied: read the resource to see whether the change landed "
                     "before running again.") if unknown else ""
-        if isinstance(last, gexc.GoogleAPICallError):
+        if isinstance(last, gexc.GoogleAPICallError) and not refused_connection(last):
             message = (f"{api} {method} on {resource} answered {describe_error(last)}: "
                        f"{api_message(last).rstrip('.')}{after}.{may_have}")
-            return OutcomeUnknown(message, api=api) if unknown else CheckError(message)
-        if retried or _is_connection_error(last):
+            kind = "timed out" if _is_timeout(last) else "refused"
+            return OutcomeUnknown(message, api=api, method=method, kind=kind, status=describe_error(last),
+                                  where=where) if unknown else \
+                CheckError(message, kind=kind, status=describe_error(last), **said)
+        if retried or _is_connection_error(last) or refused_connection(last):
             took = f"; it timed out after {seconds_text} s" if _is_timeout(last) else ""
             message = (f"Cannot reach the {api} API at {where} for {method} on {resource} "
                        f"({type(last).__name__}: {str(last)[:200]}{took}{after}).{may_have} Check the network and "
                        f"the endpoint in targets.toml.{twin_hint}")
-            return OutcomeUnknown(message, api=api) if unknown else CheckError(message)
-        return CheckError(f"{api} {method} on {resource} failed unexpectedly: {type(last).__name__}: {last}")
+            kind = "timed out" if _is_timeout(last) else "unreachable"
+            return OutcomeUnknown(message, api=api, method=method, kind=kind, where=where) if unknown else \
+                CheckError(message, kind=kind, **said)
+        return CheckError(f"{api} {method} on {resource} failed unexpectedly: {type(last).__name__}: {last}", **said)
 
 
 # ---- what is transient, and how a retry is bounded ------------------------------------------------
@@ -411,6 +415,31 @@ def transient(exc: BaseException | None) -> bool:
     if isinstance(exc, gexc.GoogleAPICallError):
         return False
     return _is_connection_error(exc) or _is_timeout(exc)
+
+
+# A connection refused says nothing is listening at the endpoint: a server restarting may be back in
+# a moment, a wrong or dead endpoint never. So it is retried only this many times (with the read's
+# usual backoff: about half a second in all), never for the whole of timeouts.api_seconds, and the
+# run says "unreachable" at once instead of after 15 s of retries. Other transient errors (503, 429,
+# timeouts, a reset connection) keep the full bounded retry.
+REFUSED_RETRIES = 2
+_REFUSED_WORDS = ("connection refused", "errno 111", "econnrefused", "failed to connect to all addresses")
+
+
+def refused_connection(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is a connection the endpoint refused (nothing listens):
+    ConnectionRefusedError itself, or its words as requests/urllib3 and gRPC carry them in their text."""
+    seen: set[int] = set()
+    cur = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError):
+            return True
+        text = str(cur).lower()
+        if any(w in text for w in _REFUSED_WORDS):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def ambiguous(exc: BaseException | None) -> bool:
@@ -535,7 +564,16 @@ class BoundedRetry:
                     watch.succeeded()
                 return result
 
-            policy = retry.Retry(predicate=self.predicate, initial=self.initial, maximum=self.maximum,
+            refusals = [0]
+
+            def predicate(exc: Exception) -> bool:
+                # A refused connection: a short bounded retry only (REFUSED_RETRIES).
+                if refused_connection(exc):
+                    refusals[0] += 1
+                    return refusals[0] <= REFUSED_RETRIES and self.predicate(exc)
+                return self.predicate(exc)
+
+            policy = retry.Retry(predicate=predicate, initial=self.initial, maximum=self.maximum,
                                  multiplier=self.multiplier, timeout=max(0.0, ends_at - time.monotonic()),
                                  on_error=self.on_error or on_error)
             return policy(attempt)()

@@ -38,6 +38,8 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
     where = f"--region={target.region} --project={target.project}"
     for name, obs in observations.items():
         svc = obs.service
+        if svc is None:
+            continue  # not read (its source failed): nothing is planned on what was not seen
         if svc.reconciling:
             # Planning against a moving service would race its own rollout; the criteria report it.
             continue
@@ -102,7 +104,7 @@ def manual(target: Target, observations: dict[str, ServiceObservation]) -> list[
     out = []
     for name, obs in observations.items():
         svc = obs.service
-        if svc.reconciling:
+        if svc is None or svc.reconciling:
             continue
         latest = svc.latest_ready
         # What Cloud Run serves (trafficStatuses), as the contention criterion reads it.
@@ -201,10 +203,10 @@ class Phase1Remedy(ObservedRemedy):
         super().__init__(target, observer, {ROUTE: RouteTraffic(observer), DELETE: DeleteRevision(observer)})
 
     def plan(self) -> list[Change]:
-        return plan(self.target, self.observer.phase1())
+        return self.plannable(plan(self.target, self.observer.phase1()))
 
     def manual(self) -> list[str]:
-        return manual(self.target, self.observer.phase1())
+        return manual(self.target, self.observer.phase1()) + self.unplannable()
 
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
         subjects = sorted({c.subject for c in changes})
@@ -217,8 +219,9 @@ class Phase1Remedy(ObservedRemedy):
         reasons = "; ".join(v.reason for v in failed)
         after = ("the traffic split before the change was restored and verified" if restored
                  else "the state before the change could NOT be restored and verified")
-        if all(v.criterion == "verification" for v in failed):
-            # Nothing showed the service unavailable: the verification itself could not be made.
+        if all(v.criterion == "verification" or v.unchecked for v in failed):
+            # Nothing showed the service unavailable: the verification itself could not be made (it
+            # raised, or a source the criteria read failed).
             return (f"Phase 1 could not be verified, so its change was not kept: {reasons}. {after}. Fix what "
                     "the verification could not read, then run the remediation again.")
         return (f"service unavailable after Phase 1 (runbook escalation trigger): {reasons}. {after}. "

@@ -250,7 +250,7 @@ class Phase2Remedy(ObservedRemedy):
                                             FLAGS: SetDatabaseFlags(observer)})
 
     def plan(self) -> list[Change]:
-        return plan(self.target, self.observer.phase2())
+        return self.plannable(plan(self.target, self.observer.phase2()))
 
     def judged(self) -> list[Verdict]:
         return criteria.evaluate(self.observer.phase2(), self.target)

@@ -28,8 +28,8 @@ def plan(target: Target, obs: Phase3Observation) -> list[Change]:
     changes: list[Change] = []
     where = f"--region={target.region} --project={target.project}"
     for svc in target.services:
-        state, serving = obs.services[svc.name], obs.serving[svc.name]
-        if serving is None or state.reconciling or not svc.required_env:
+        state, serving = obs.services.get(svc.name), obs.serving.get(svc.name)
+        if state is None or serving is None or state.reconciling or not svc.required_env:
             continue  # no single serving revision: phase 1's business, and its criteria say so
         missing = {k: v for k, v in svc.required_env.items() if serving.env_value(k) != v}
         if not missing:
@@ -65,7 +65,7 @@ class Phase3Remedy(ObservedRemedy):
         super().__init__(target, observer, {ROLLOUT: Rollout(observer)})
 
     def plan(self) -> list[Change]:
-        return plan(self.target, self.observer.phase3())
+        return self.plannable(plan(self.target, self.observer.phase3()))
 
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
         return criteria.evaluate(self.observer.phase3(), self.target, sorted({c.subject for c in changes}))

@@ -455,7 +455,7 @@ class Phase4Remedy(ObservedRemedy):
         })
 
     def plan(self) -> list[Change]:
-        return plan(self.target, self.observer.phase4(), self.observer.definitions())
+        return self.plannable(plan(self.target, self.observer.phase4(), self.observer.definitions()))
 
     def verify(self, changes: list[Change], final: bool) -> list[Verdict]:
         # What remediation can establish: a missing notification channel is the operator's to create,

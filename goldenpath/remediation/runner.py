@@ -11,7 +11,7 @@ wait for a verified phase (deletions), each with consent.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Protocol
 
@@ -256,10 +256,13 @@ class Runner:
         """The phase's verdicts; a verification that cannot be made counts as failed, so it ends in a
         rollback rather than in a change left standing unverified."""
         try:
-            return self.remedy.verify(changes, final)
+            verdicts = self.remedy.verify(changes, final)
         except Exception as exc:
             return [Verdict("verification", c.subject, Status.FAIL, f"{c.subject}: could not verify: {exc}")
                     for c in changes[:1]]
+        # A criterion that could not check (a source it needs failed) is not shown to hold: failed here.
+        return [replace(v, status=Status.FAIL, reason=f"{v.subject or v.criterion}: could not verify: {v.reason}")
+                if v.unchecked else v for v in verdicts]
 
     def _apply(self, change: Change, out: Outcome) -> bool:
         """Apply one change, journaled; False when the run must stop (it failed, or its outcome is unknown).

@@ -267,8 +267,10 @@ def test_to_json_counts_outcomes_and_lists_criteria() -> None:
     doc = _final().to_json()
     assert doc["counts"] == {"passed": 2, "failed": 1, "error": 1, "skipped": 1}
     assert doc["criteria"][2] == {"test": "tests/phase1/test_x.py::test_ws", "outcome": "failed",
-                                  "message": "wss: upgrade refused", "title": ""}
+                                  "message": "wss: upgrade refused", "title": "", "criterion": "",
+                                  "could_not_check": []}
     assert len(doc["criteria"]) == 5
+    assert doc["sources"] == []
 
 
 def test_to_json_is_json_serialisable() -> None:

@@ -55,7 +55,8 @@ def test_it_waits_until_the_old_503s_leave_the_window_saying_so_each_time() -> N
     looks = iter([window(9.4), window(10.6, latest_503=None)])  # then 6 s to go, then clean
     first = window(2)   # 503-free for 2.5 min of 10: 450 s to go
     out = soak({SVC: first}, lambda: {SVC: next(looks)}, 15, 20, wait=clock.wait, progress=lines.append, clock=clock)
-    assert out[SVC].log.errors_503 == 0
+    log = out[SVC].log
+    assert log is not None and log.errors_503 == 0
     assert clock.waits == [450.0, SOAK_MIN_PAUSE_SECONDS]  # what the window still needs, never under the minimum
     assert lines[0] == (f"soak: {SVC}: 503-free for 2 min 30 s of 10 min (50 requests); next look in 450 s "
                         "(gives up in 900 s)")
