@@ -17,7 +17,7 @@ import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Iterable, TypeVar
 
 from goldenpath.config import Service, Target
 from goldenpath import definitions
@@ -109,8 +109,40 @@ class Observer:
         self._phase2: Phase2Observation | None = None
         self._phase3: Phase3Observation | None = None
         self._phase4: Phase4Observation | None = None
+        self._prefetch_failed: dict[int, Exception] = {}
+
+    def prefetch(self, phases: Iterable[int]) -> None:
+        """Gather these phases' observations all at once, when nothing will change between them (a
+        read-only or plan run): the run then costs about its slowest phase, not the sum. The phase
+        order binds remediation (each phase's fix changes what the next one sees), not reading. A
+        phase whose gathering raised (a configuration error) raises it when it is asked for."""
+        wanted = [p for p in sorted(set(phases)) if getattr(self, f"_phase{p}") is None]
+        if len(wanted) < 2:
+            return  # one phase: its fixture gathers it as usual
+
+        async def every() -> list[Any]:
+            return await asyncio.gather(*(getattr(self, f"_gather_phase{p}")() for p in wanted), return_exceptions=True)
+
+        LOG.info("phases %s: gathering observations at once (nothing is changed between them)",
+                 ", ".join(map(str, wanted)))
+        t0, calls = time.perf_counter(), len(self.session.calls)
+        for p, result in zip(wanted, asyncio.run(every())):
+            if isinstance(result, Exception):
+                self._prefetch_failed[p] = result
+            elif isinstance(result, BaseException):
+                raise result  # an interrupt is not a phase's failure
+            else:
+                setattr(self, f"_phase{p}", result)
+        LOG.info("phases %s: observations gathered in %.3f s (%d calls and probes)", ", ".join(map(str, wanted)),
+                 time.perf_counter() - t0, len(self.session.calls) - calls)
+
+    def _raise_prefetched(self, phase: int) -> None:
+        failed = self._prefetch_failed.pop(phase, None)
+        if failed is not None:
+            raise failed
 
     def phase1(self) -> dict[str, ServiceObservation]:
+        self._raise_prefetched(1)
         if self._phase1 is None:
             self._phase1 = self._gather(1, self._gather_phase1)
         else:
@@ -118,6 +150,7 @@ class Observer:
         return self._phase1
 
     def phase2(self) -> Phase2Observation:
+        self._raise_prefetched(2)
         if self._phase2 is None:
             self._phase2 = self._gather(2, self._gather_phase2)
         else:
@@ -125,6 +158,7 @@ class Observer:
         return self._phase2
 
     def phase3(self) -> Phase3Observation:
+        self._raise_prefetched(3)
         if self._phase3 is None:
             self._phase3 = self._gather(3, self._gather_phase3)
         else:
@@ -132,6 +166,7 @@ class Observer:
         return self._phase3
 
     def phase4(self) -> Phase4Observation:
+        self._raise_prefetched(4)
         if self._phase4 is None:
             self._phase4 = self._gather(4, self._gather_phase4)
         else:
@@ -208,6 +243,7 @@ class Observer:
         self._phase2 = None
         self._phase3 = None
         self._phase4 = None
+        self._prefetch_failed = {}
 
     def last_change(self, resource: str) -> datetime | None:
         """When the gate last changed ``resource`` on this target, from the journal (None: never)."""

@@ -232,6 +232,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker(phases.CONFIRMATION) is not None)
     for i, item in enumerate(items):
         item.stash[ORDER] = i
+    if GATE in config.stash:
+        used = {name for item in items for name in getattr(item, "fixturenames", ())}
+        config.stash[GATE].read_phases = tuple(n for n in phases.TITLES if phases.marker(n) in used)
 
 
 @pytest.hookimpl(wrapper=True)
