@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Iterable, TypeVar
 
 from goldenpath.config import Service, Target
-from goldenpath import definitions
+from goldenpath import definitions, polling
 from goldenpath import sources as src
 from goldenpath.criteria import failures_in
 from goldenpath.errors import ConfigError
@@ -312,33 +312,31 @@ class Observer:
                                  backends_since=changed, failures=reads.failures, **seen)
 
     async def _backends(self, instance: str, alignment: int, changed: datetime | None) -> MetricSeries:
-        """num_backends summed over the instance's databases; right after a change, wait (backing off)
-        for a point whose whole period is after the change, at most metric_settle_seconds: Cloud
+        """num_backends summed over the instance's databases; right after a change, wait (paced by
+        goldenpath.polling) for a point whose whole period is after the change, at most metric_settle_seconds: Cloud
         Monitoring samples every minute and publishes a point up to 165 s later."""
         th = self.target.thresholds
         deadline = time.monotonic() + th.metric_settle_seconds
-        delay = 0.25
+        pauses = polling.delays(deadline)  # seen at most 10 % (or 0.5 s) after it is published
         while True:
             series = await asyncio.to_thread(self.monitoring.num_backends, instance, th.metric_window_minutes,
                                              alignment)
             fresh = changed is None or series.newest_after(changed)
-            if fresh or time.monotonic() + delay > deadline:
+            if fresh or time.monotonic() >= deadline:
                 return series
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15.0)
+            await asyncio.sleep(next(pauses))
 
     async def _connector_metrics(self, connector: str, since: datetime, changed: datetime | None) -> ConnectorMetrics:
-        """The connector's metrics since ``since``; right after a change, wait (backing off) until
+        """The connector's metrics since ``since``; right after a change, wait (paced by goldenpath.polling) until
         min_points CPU points newer than the change are published, at most metric_settle_seconds."""
         th = self.target.thresholds
         deadline = time.monotonic() + th.metric_settle_seconds
-        delay = 0.25
+        pauses = polling.delays(deadline)
         while True:
             metrics = await asyncio.to_thread(self.monitoring.connector_metrics, connector, since)
-            if changed is None or len(metrics.cpu) >= th.min_points or time.monotonic() + delay > deadline:
+            if changed is None or len(metrics.cpu) >= th.min_points or time.monotonic() >= deadline:
                 return metrics
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15.0)
+            await asyncio.sleep(next(pauses))
 
     async def _handshake(self, domain: str) -> TlsResult:
         t = self.target

@@ -18,7 +18,7 @@ from selftest.conftest import Run, Sandbox, _ensure_twin
 BACKEND = "netra-backend-staging"
 OPS_GET_503 = """
 [[faults]]
-method = "run.projects.locations.operations.get"
+method = "run.projects.locations.operations.wait"
 code = 503
 status = "UNAVAILABLE"
 message = "The service is currently unavailable."
@@ -396,8 +396,12 @@ def test_permanent_fault_on_a_phase4_create_rolls_back_what_the_run_made(box: Sa
     assert phase4_world(box) == PHASE4_BEFORE  # every earlier create undone, the refused one never made
     v = settled(box, run, {"FAIL", "ESCALATE"})
     assert run.returncode != 0 and v["verdict"] != "PASS"
-    [refused] = [recs for recs in by_resource(box, step).values() if any(r["event"] == "apply.failed" for r in recs)]
-    refused_and_not_landed(refused)
+    # Creates of one kind run at once (different resources): the permanent fault refuses every one
+    # that started; none landed.
+    refused = [recs for recs in by_resource(box, step).values() if any(r["event"] == "apply.failed" for r in recs)]
+    assert refused
+    for recs in refused:
+        refused_and_not_landed(recs)
     for s in earlier:
         for recs in by_resource(box, s).values():
             ev = [r["event"] for r in recs]
@@ -424,7 +428,7 @@ def test_a_phase2_write_whose_operation_cannot_be_read_is_counted_as_applied(box
 
 
 def test_a_route_whose_operation_poll_fails_once_is_applied_once(box: Sandbox) -> None:
-    start(box, "incident-1278", fault("run.projects.locations.operations.get", 503, "UNAVAILABLE", times=1))
+    start(box, "incident-1278", fault("run.projects.locations.operations.wait", 503, "UNAVAILABLE", times=1))
     run = box.gate("-m", "phase1", "--remediate", "--yes")
     assert box.serving() == FIXED and "netra-backend-staging-00749-6tr" not in box.revisions()
     passed_phase(box, run)

@@ -179,7 +179,7 @@ def test_a_grpc_read_retries_unavailable(twin: Twin) -> None:
 
 
 def test_a_cloud_run_change_completes_through_transient_poll_errors(twin: Twin) -> None:
-    method = "run.projects.locations.operations.get"
+    method = "run.projects.locations.operations.wait"
     twin.reset([fault(method, 503, "UNAVAILABLE", times=2)], "run-op-503-twice")
     session = twin.session()
     seen = hooked(session)
@@ -195,7 +195,7 @@ def test_a_cloud_run_change_completes_through_transient_poll_errors(twin: Twin) 
 
 
 def test_a_cloud_run_poll_that_keeps_failing_is_an_unknown_outcome_naming_the_operation(twin: Twin) -> None:
-    method = "run.projects.locations.operations.get"
+    method = "run.projects.locations.operations.wait"
     twin.reset([fault(method, 503, "UNAVAILABLE")], "run-op-503")
     session = twin.session(api_seconds=1, operation_seconds=3)
     seen = hooked(session)
@@ -207,7 +207,7 @@ def test_a_cloud_run_poll_that_keeps_failing_is_an_unknown_outcome_naming_the_op
     assert (err.value.api, err.value.operation) == ("run", operation) == (api, operation)
     message = str(err.value)
     assert f"the operation {operation}'s state could not be read for " in message
-    assert "(run operations.get answered 503 UNAVAILABLE); it may have completed" in message
+    assert "(run operations.wait answered 503 UNAVAILABLE); it may have completed" in message
     assert "did not complete within" not in message and "600" not in message
     # The poll gave up after api_seconds of failures; the change itself lands when its operation
     # ends, as the resource (which the runner reads back) shows.
@@ -308,7 +308,7 @@ def test_phase1_remediation_completes_through_transient_operation_poll_errors(in
     path.write_text((SCENARIOS / "incident-1278.toml").read_text().replace(
         'name = "incident-1278"', 'name = "incident-op-503-twice"', 1) + '''
 [[faults]]
-method = "run.projects.locations.operations.get"
+method = "run.projects.locations.operations.wait"
 code = 503
 status = "UNAVAILABLE"
 message = "The service is currently unavailable."
@@ -316,10 +316,12 @@ times = 2
 ''')
     incident.reset(str(path))
     run = incident.gate("-m", "phase1", "--remediate", "--yes")
+    # Cloud Run operations are waited on with the long-poll, never polled with operations.get.
+    assert incident.status()["requests"]["by_method"].get("run.projects.locations.operations.get", 0) == 0
     assert run.returncode == 0, run.output
     assert "6 passed" in run.output and "did not complete within" not in run.output
     assert incident.serving() == {NEW: 100} and OLD not in incident.revisions()
     assert [r["event"] for r in incident.journal()] == ["apply.before", "apply.operation", "apply.after"] * 2
     fault_state = next(f for f in incident.status()["faults"]
-                       if f["method"] == "run.projects.locations.operations.get")
+                       if f["method"] == "run.projects.locations.operations.wait")
     assert fault_state["calls"] > 2  # both refusals were met, and polled through

@@ -355,6 +355,43 @@ def test_a_server_side_wait_does_not_block_other_requests(twin: Twin) -> None:
     assert results["other"].name == BACKEND
 
 
+def test_wait_returns_the_operation_once_it_is_done(twin: Twin) -> None:
+    # "Waits until the specified long-running operation is done or reaches at most a specified
+    # timeout, returning the latest state" (run.v2.json operations.wait).
+    twin.reset_with("slow-delete-done", "", delete_seconds=1.0)
+    op = twin.api.delete(f"/v2/{IDLE_REVISION}").json()
+    assert not op.get("done"), op
+    resp = twin.api.post(f"/v2/{op['name']}:wait", json={"timeout": "25s"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["done"] is True and resp.json()["name"] == op["name"]
+
+
+def test_wait_returns_the_operation_not_done_at_its_timeout(twin: Twin) -> None:
+    twin.reset_with("slow-delete-timeout", "", delete_seconds=DELAY * 4)
+    op = twin.api.delete(f"/v2/{IDLE_REVISION}").json()
+    resp = twin.api.post(f"/v2/{op['name']}:wait", json={"timeout": "0.5s"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["done"] is False and resp.json()["name"] == op["name"]  # the latest state, not an error
+
+
+def test_wait_on_an_operation_already_done_returns_at_once(twin: Twin) -> None:
+    # "If the operation is already done, the latest state is immediately returned": asked to wait
+    # the twin's longest (60 s), it answers a client that gives up far earlier (TIMEOUT / 6).
+    twin.reset_with("slow-delete-already", "", delete_seconds=0.0)
+    op = twin.api.delete(f"/v2/{IDLE_REVISION}").json()
+    first = twin.api.post(f"/v2/{op['name']}:wait", json={"timeout": "25s"}).json()
+    assert first["done"] is True
+    again = twin.api.post(f"/v2/{op['name']}:wait", json={"timeout": "60s"}, timeout=TIMEOUT / 6)
+    assert again.status_code == 200 and again.json()["done"] is True
+
+
+def test_wait_refuses_a_timeout_that_is_not_a_duration(twin: Twin) -> None:
+    twin.reset_with("slow-delete-bad", "", delete_seconds=DELAY)
+    op = twin.api.delete(f"/v2/{IDLE_REVISION}").json()
+    resp = twin.api.post(f"/v2/{op['name']}:wait", json={"timeout": "soon"})
+    assert resp.status_code == 400 and resp.json()["error"]["status"] == "INVALID_ARGUMENT", resp.text
+
+
 # ---- the twin's own commands -----------------------------------------------------------------------
 
 

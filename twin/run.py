@@ -402,6 +402,34 @@ def get_operation(world: Store, project: str, location: str, op_id: str) -> dict
         raise ApiError(404, "NOT_FOUND", f"Operation projects/{project}/locations/{location}/operations/{op_id} not found")
     return op
 
+# operations.wait: "If left blank, the wait will be at most the time permitted by the underlying
+# HTTP/RPC protocol"; "If the timeout specified is greater than the default HTTP/RPC timeout, the
+# HTTP/RPC timeout is used" (run.v2.json GoogleLongrunningWaitOperationRequest.timeout and
+# operations.wait; google/longrunning/operations.proto WaitOperation). Google does not publish that
+# protocol timeout; the twin takes 60 s (not confirmed), so no wait holds a connection for longer.
+WAIT_MAX_SECONDS = 60.0
+
+
+def wait_timeout(body: dict[str, Any]) -> float:
+    """The seconds an operations.wait request may wait: its ``timeout`` (a google-duration such as
+    "8s" or "2.5s"), at most WAIT_MAX_SECONDS, which is also the bound when it sends none."""
+    raw = body.get("timeout")
+    if raw is None or raw == "":
+        return WAIT_MAX_SECONDS
+    text = str(raw)
+    try:
+        if not text.endswith("s"):
+            raise ValueError(text)
+        seconds = float(text[:-1])
+    except ValueError:
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid value at 'timeout' (type.googleapis.com/"
+                                                f"google.protobuf.Duration), Field 'timeout', Illegal duration "
+                                                f"format; duration must end with 's': {text!r}") from None
+    if seconds < 0:
+        raise ApiError(400, "INVALID_ARGUMENT", f"Invalid timeout {text!r}: a wait cannot be negative.")
+    return min(seconds, WAIT_MAX_SECONDS)
+
+
 def operation_json(op: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": op["name"], "done": op["done"]}
     if op.get("metadata") is not None:

@@ -147,8 +147,11 @@ async def get_operation(req: Request, w: Store) -> Any:
 async def wait_operation(req: Request, w: Store) -> Any:
     p = req.path_params
     body = json.loads(await req.body() or b"{}")
-    timeout = float(str(body.get("timeout", "60s")).rstrip("s"))
-    run.get_operation(w, p["project"], p["location"], p["operation"])  # an unknown one is 404 at once
+    timeout = run.wait_timeout(body)  # at most run.WAIT_MAX_SECONDS, also when the client sends none
+    op = run.get_operation(w, p["project"], p["location"], p["operation"])  # an unknown one is 404 at once
+    if op["done"]:
+        # "If the operation is already done, the latest state is immediately returned."
+        return encode.operation(run.operation_json(op), _op_kind(op))
 
     def look(final: bool) -> Any:
         # Looked up again each time: a reset meanwhile is a 404, as for any read of a gone operation.

@@ -17,11 +17,16 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Sequence
 
+from goldenpath import polling, trail
 from goldenpath.errors import CheckError, OutcomeUnknown
-from goldenpath.gcp.session import AttemptWatch, GcpSession, describe_error, to_json
+from goldenpath.gcp.session import AttemptWatch, GcpSession, describe_error, to_json, transient
 from goldenpath.observations import RevisionState, ServiceState, TrafficShare
 
 READY = "CONDITION_SUCCEEDED"
+# The longest one operations.wait call asks for: a call that gets no answer (a lost connection) is
+# noticed within this plus api_seconds, and the server caps a longer one anyway ("If the timeout
+# specified is greater than the default HTTP/RPC timeout, the HTTP/RPC timeout is used", run.v2.json).
+WAIT_SECONDS = 30.0
 
 
 def short(name: str) -> str:
@@ -160,36 +165,81 @@ class CloudRun:
                                           timeout=timeout).result(timeout=timeout)
         with self.session.call(self.API, "services.patch", path, write=True):
             op = self._services.update_service(request=v2.UpdateServiceRequest(service=msg), timeout=timeout)
-        return self._state(self._wait(op, f"updating service {service}"))
+        return self._state(self._wait(op, f"updating service {service}", self._v2.Service))
 
-    def _wait(self, op: Any, what: str) -> Any:
-        """The operation's result, polled with backoff within ``operation_seconds``; its journal hook
-        called first. Each poll (operations.get) is retried on transient errors until that deadline
-        (api_core's Operation.result: ``retry`` retries the refresh call, ``polling`` paces the polls);
-        a wait that ends without the outcome raises OutcomeUnknown with the real time waited."""
-        import concurrent.futures
+    def _wait(self, op: Any, what: str, result_type: Any) -> Any:
+        """The operation's result, waited for with Cloud Run's long-poll ``operations.wait`` within
+        ``operation_seconds``; its journal hook called first.
 
+        ``operations.wait`` "waits until the specified long-running operation is done or reaches at
+        most a specified timeout, returning the latest state. If the operation is already done, the
+        latest state is immediately returned." It is best-effort: "it may return the latest state
+        before the specified timeout (including immediately)" (run.v2.json; google/longrunning/
+        operations.proto, WaitOperation). So: each call asks for at most the time left before the
+        deadline (and at most WAIT_SECONDS), the loop goes on until the operation is done, and an
+        answer that comes back early and not done is followed by a pause (goldenpath.polling's pace)
+        rather than by an immediate call, so a server that never waits is polled, not hammered.
+        A transient error on a call (429, 5xx, a lost connection) is retried with backoff until the
+        deadline, but for ``api_seconds`` in a row at most; then the outcome is unknown
+        (OutcomeUnknown, with the real time waited), as is a wait the API refuses (403, 404)."""
         from google.api_core import exceptions as gexc
+        from google.api_core import operation as api_operation
+        from google.api_core.retry import exponential_sleep_generator
+        from google.longrunning import operations_pb2
+        from google.protobuf import duration_pb2
 
         name = op.operation.name
         self.session.operation_started(self.API, name)
-        seconds = self.session.target.timeouts.operation_seconds
+        timeouts = self.session.target.timeouts
+        deadline = time.monotonic() + timeouts.operation_seconds
         watch = AttemptWatch()
-        retry = self.session.poll_retry(watch, ends_at=time.monotonic() + seconds)
+        current = op.operation
+        backoff = exponential_sleep_generator(initial=0.2, maximum=5.0, multiplier=2.0)
+        log = trail.logger(f"gcp.{self.API}")
+        calls = 0
         with self.session.call(self.API, "operations.wait", name):
-            try:
-                return op.result(timeout=seconds, retry=retry, polling=self.session.polling())
-            except concurrent.futures.TimeoutError:
-                # api_core says "did not complete within the designated timeout" for its own
-                # RetryErrors too (a poll that kept failing): say what really happened.
-                raise self.session.unfinished(self.API, name, what, watch) from None
-            except gexc.GoogleAPICallError as exc:
-                if watch.last_error is not None:  # the poll itself refused (403, 404): outcome unknown
-                    raise OutcomeUnknown(
-                        f"{what}: {self.API} operations.get on {name} answered {describe_error(exc)}: {exc.message}. "
-                        "The change was accepted and may have completed: read the service before running again.",
-                        operation=name, api=self.API) from exc
-                raise  # the operation finished with an error: the change was refused
+            while not current.done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self.session.unfinished(self.API, name, what, watch, "operations.wait")
+                asked = min(left, WAIT_SECONDS)
+                request = operations_pb2.WaitOperationRequest(
+                    name=name, timeout=duration_pb2.Duration(seconds=int(asked), nanos=int(asked % 1 * 1e9)))
+                calls += 1
+                t0 = time.monotonic()
+                try:
+                    # The client's own timeout leaves the server its whole wait plus api_seconds to answer.
+                    current = self._services.wait_operation(request=request, retry=None,
+                                                            timeout=asked + timeouts.api_seconds)
+                except Exception as exc:
+                    watch.failed(exc)
+                    log.debug("%s: operations.wait %d on %s failed after %.3f s: %s", what, calls, name,
+                              time.monotonic() - t0, describe_error(exc))
+                    if not transient(exc):
+                        if isinstance(exc, gexc.GoogleAPICallError):  # refused (403, 404): outcome unknown
+                            raise OutcomeUnknown(
+                                f"{what}: {self.API} operations.wait on {name} answered {describe_error(exc)}: "
+                                f"{exc.message}. The change was accepted and may have completed: read the service "
+                                "before running again.", operation=name, api=self.API) from exc
+                        raise
+                    pause = next(backoff)
+                    unread = time.monotonic() - (watch.failing_since or t0)
+                    if unread + pause >= timeouts.api_seconds or time.monotonic() + pause >= deadline:
+                        raise self.session.unfinished(self.API, name, what, watch, "operations.wait") from None
+                    time.sleep(pause)
+                    continue
+                watch.succeeded()
+                took = time.monotonic() - t0
+                log.debug("%s: operations.wait %d on %s: %s after %.3f s (asked for %.1f s)", what, calls, name,
+                          "done" if current.done else "not done yet", took, asked)
+                if not current.done and took < asked * 0.9:
+                    # Back early and not done (best effort): pace the next call as a poll would be.
+                    time.sleep(max(0.0, min(polling.delay(watch.elapsed()), deadline - time.monotonic())))
+        # The finished operation's result or error, as api_core's operation future unpacks it (an
+        # operation that ended in error raises GoogleAPICallError: the change was refused).
+        finished = api_operation.Operation(current, refresh=lambda *a, **k: current, cancel=lambda: None,
+                                           result_type=result_type)
+        return finished.result(timeout=0)
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -228,7 +278,7 @@ class CloudRun:
         with self.session.call(self.API, "revisions.delete", path, write=True):
             op = self._revisions.delete_revision(request=self._v2.DeleteRevisionRequest(name=path, etag=etag),
                                                  timeout=timeout)
-        self._wait(op, f"deleting revision {revision}")
+        self._wait(op, f"deleting revision {revision}", self._v2.Revision)
         return str(op.operation.name)
 
 

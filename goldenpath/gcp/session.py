@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, Callable, Iterator
 
+from goldenpath import polling
 from goldenpath.config import Target
 from goldenpath.errors import CheckError, ConfigError, GoldenpathError, NotYetUsable, OutcomeUnknown
 from goldenpath.observations import ApiCall
@@ -111,27 +112,6 @@ class GcpSession:
         return BoundedRetry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=t, predicate=transient,
                             on_error=self._note_retry)
 
-    def polling(self) -> Any:
-        """Polling for long-running operations: quick first polls, then backing off."""
-        from google.api_core import retry
-        from google.api_core.future import polling
-
-        return retry.Retry(initial=0.1, maximum=5.0, multiplier=1.5,
-                           timeout=self.target.timeouts.operation_seconds,
-                           predicate=polling.POLLING_PREDICATE)
-
-    def poll_retry(self, watch: "AttemptWatch", ends_at: float) -> "BoundedRetry":
-        """How one poll of an operation (its operations.get) is retried: transient errors with
-        backoff until the operation's own deadline ``ends_at`` (a 503 on operations.get says nothing
-        about the operation) but for ``api_seconds`` at most in a row, each attempt within
-        ``api_seconds``; ``watch`` sees every attempt."""
-        # A poll that keeps failing for api_seconds ends the wait (OutcomeUnknown): the caller then
-        # reads the resource itself, which is what decides whether the change landed, instead of
-        # polling an unreadable operation until the operation's own deadline (ten minutes).
-        return BoundedRetry(initial=0.2, maximum=5.0, multiplier=2.0, timeout=self.target.timeouts.api_seconds,
-                            predicate=transient, ends_at=ends_at, attempt_seconds=self.target.timeouts.api_seconds,
-                            watch=watch, label="operations.get (a poll)")
-
     def operation_started(self, api: str, operation: str) -> None:
         """A write's long-running operation is known: tell whoever journals writes (the lead's
         remediation runner sets ``on_operation``) before waiting on it."""
@@ -141,8 +121,8 @@ class GcpSession:
 
     def wait(self, poll: Callable[[], Any], done: Callable[[Any], bool], what: str, *,
              api: str = "", operation: str = "") -> Any:
-        """Poll ``poll()`` until ``done(result)``, backing off (api_core's Retry), within the
-        operation timeout. For operations that are not google.longrunning futures. A poll that fails
+        """Poll ``poll()`` until ``done(result)``, paced by :mod:`goldenpath.polling` (api_core's
+        ``retry_target``), within the operation timeout. For operations that are not google.longrunning futures. A poll that fails
         transiently (its read already retried within api_seconds) is polled again, not the end of
         the wait; a wait that ends without an answer raises :class:`OutcomeUnknown`."""
         from google.api_core import exceptions as gexc
@@ -175,11 +155,12 @@ class GcpSession:
                 raise NotDone(what)
             return result
 
-        policy = retry.Retry(initial=0.1, maximum=5.0, multiplier=1.5,
-                             timeout=self.target.timeouts.operation_seconds,
-                             predicate=retry.if_exception_type(NotDone, Unread))
+        # Paced by goldenpath.polling: a finished operation is seen at most 10 % of its duration (or
+        # 0.5 s) late, and the last look is made at the deadline itself.
+        seconds = self.target.timeouts.operation_seconds
         try:
-            return policy(once)()
+            return retry.retry_target(once, retry.if_exception_type(NotDone, Unread),
+                                      polling.delays(time.monotonic() + seconds), timeout=seconds)
         except gexc.RetryError:
             raise self.unfinished(api, operation, what, watch) from None
         except CheckError as exc:
@@ -190,9 +171,11 @@ class GcpSession:
                                  "have completed: read the resource before running again.",
                                  operation=operation, api=api) from exc
 
-    def unfinished(self, api: str, operation: str, what: str, watch: "AttemptWatch") -> OutcomeUnknown:
+    def unfinished(self, api: str, operation: str, what: str, watch: "AttemptWatch",
+                   method: str = "operations.get") -> OutcomeUnknown:
         """The message for a wait on ``operation`` that ended without its outcome: the time really
-        waited, and whether the operation was still running or its state could not be read."""
+        waited, and whether the operation was still running or its state could not be read (by
+        ``method``: the poll, or Cloud Run's operations.wait)."""
         from google.api_core import exceptions as gexc
 
         waited = watch.elapsed()
@@ -203,7 +186,7 @@ class GcpSession:
             answer = (f"answered {describe_error(last)}" if isinstance(last, gexc.GoogleAPICallError)
                       else f"failed: {describe_error(last)}{'; it timed out' if _is_timeout(last) else ''}")
             return OutcomeUnknown(
-                f"{what}: the operation {op}'s state could not be read for {_seconds(unread)} s ({api} operations.get "
+                f"{what}: the operation {op}'s state could not be read for {_seconds(unread)} s ({api} {method} "
                 f"{answer}); it may have completed. Read the resource to see whether the change landed before "
                 "running again.", operation=operation, api=api)
         return OutcomeUnknown(

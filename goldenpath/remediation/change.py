@@ -30,6 +30,24 @@ class Change:
     # ALREADY_EXISTS) or setting a value (an update). A create whose name the server picks is not:
     # sent again after a lost answer, it makes a second one.
     idempotent: bool = True
+    # What it changes, for ordering: changes of one phase that touch the same thing run one after
+    # another, in plan order; all others may run at once (goldenpath.remediation.schedule). "" means
+    # its ``resource``. A revision's deletion touches its service (Cloud Run changes a service's
+    # revisions one at a time).
+    touches: str = ""
+    # What must be changed first: the ``touches`` of earlier changes of the same phase that must
+    # have finished before this one starts (an alert policy reads the log-based metrics created
+    # before it). A plan lists a change after everything it needs.
+    needs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Rebuilt from a journal (JSON), ``needs`` arrives as a list.
+        object.__setattr__(self, "needs", tuple(self.needs))
+
+    @property
+    def key(self) -> str:
+        """The thing it touches (see ``touches``)."""
+        return self.touches or self.resource
 
     @property
     def needs_consent(self) -> bool:

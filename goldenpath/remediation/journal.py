@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,15 @@ class Journal:
         # --plan FILE: its digest on every record about a change, tying the change to the reviewed plan
         self.plan = ""
         self._seq = 0
+        # Steps of one phase run at once (goldenpath.remediation.schedule): one record at a time,
+        # each whole on its own line, numbered in the order written.
+        self._lock = threading.Lock()
 
     def write(self, event: str, change: Any = None, **fields: Any) -> dict[str, Any]:
+        with self._lock:
+            return self._write(event, change, fields)
+
+    def _write(self, event: str, change: Any, fields: dict[str, Any]) -> dict[str, Any]:
         self._seq += 1
         record: dict[str, Any] = {
             "time": datetime.now(timezone.utc).isoformat(),

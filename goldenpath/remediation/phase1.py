@@ -84,6 +84,7 @@ def plan(target: Target, observations: dict[str, ServiceObservation]) -> list[Ch
                                             f"min instances {rev.min_instances}" if rev.min_instances else ""]))
             changes.append(Change(
                 phase=1, step=DELETE, subject=name, resource=rev.full_name,
+                touches=rev.full_name.split("/revisions/")[0],  # one service's deletions one at a time
                 summary=f"{name}: delete superseded revision {rev.name} (holds {holds})",
                 before={"revision": rev.name, "state": "exists", "min_instances": rev.min_instances,
                         "traffic_percent": sum(held)},

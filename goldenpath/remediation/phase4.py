@@ -51,8 +51,12 @@ _DASHBOARD_OUTPUT = ("etag",)
 
 
 def plan(target: Target, obs: Phase4Observation, defs: Definitions) -> list[Change]:
-    return (_metrics(target, obs, defs) + _policies(target, obs, defs) + _dashboards(target, obs, defs)
-            + _autoscaling(target, obs))
+    metrics = _metrics(target, obs, defs)
+    # The log-based metrics first, then what may read them (policies, dashboards): those need every
+    # metric this plan writes. Everything else (each policy, dashboard, service rollout) runs at once.
+    first = tuple(c.key for c in metrics)
+    readers = [replace(c, needs=first) for c in _policies(target, obs, defs) + _dashboards(target, obs, defs)]
+    return metrics + readers + _autoscaling(target, obs)
 
 
 def _metrics(target: Target, obs: Phase4Observation, defs: Definitions) -> list[Change]:

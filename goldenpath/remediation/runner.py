@@ -10,13 +10,14 @@ wait for a verified phase (deletions), each with consent.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Protocol
 
 from goldenpath.errors import GoldenpathError, NotYetUsable, transient, unprocessed
-from goldenpath.remediation import preflight
+from goldenpath.remediation import preflight, schedule
 from goldenpath.remediation.change import LANDED, NOT_LANDED, UNKNOWN, Change, Found
 from goldenpath.remediation.journal import Journal, change_fields
 from goldenpath.trail import logger
@@ -202,21 +203,25 @@ class Runner:
         immediate = [c for c in plan if not c.after_verification]
         deferred = [c for c in plan if c.after_verification]
 
+        runnable = []
         for change in immediate:
             if change.needs_consent and not self.consent:
                 LOG.info("skip %s: %s", change.summary, consent_reason(change))
                 out.skipped.append((change, consent_reason(change)))
                 continue
-            if not self._apply(change, out):
-                if out.applied and not self._roll_back(out):
-                    if any(c.reversible for c in out.applied):
-                        out.escalations.append("a step failed and the rollback of the steps before it did not "
-                                               "restore the state: see the journal and restore by hand.")
-                    else:
-                        out.escalations.append(
-                            "a step failed after steps that cannot be undone; they stay in place: "
-                            + "; ".join(c.summary for c in out.kept) + ".")
-                return out
+            runnable.append(change)
+        # Independent steps at once (goldenpath.remediation.schedule); once one fails, none starts
+        # and the ones under way finish, so everything applied is known before it is rolled back.
+        if not _each(runnable, lambda c: self._apply(c, out)):
+            if out.applied and not self._roll_back(out):
+                if any(c.reversible for c in out.applied):
+                    out.escalations.append("a step failed and the rollback of the steps applied with or before "
+                                           "it did not restore the state: see the journal and restore by hand.")
+                else:
+                    out.escalations.append(
+                        "a step failed after steps that cannot be undone; they stay in place: "
+                        + "; ".join(c.summary for c in out.kept) + ".")
+            return out
 
         # Deferred changes (deletions) wait for a phase that verifies; verify even when nothing was
         # applied, so a deletion never rests on a stale or failing observation.
@@ -233,6 +238,7 @@ class Runner:
                 out.escalations.insert(0, self.remedy.escalation(failed, restored))
                 return out
             inconclusive = [v for v in out.verification if v.status is Status.INCONCLUSIVE]
+            runnable = []
             for change in deferred:
                 if failed:
                     out.skipped.append((change, "the phase's criteria still fail: "
@@ -242,8 +248,9 @@ class Runner:
                                                 + "; ".join(v.reason for v in inconclusive[:2])))
                 elif change.needs_consent and not self.consent:
                     out.skipped.append((change, consent_reason(change)))
-                elif not self._apply(change, out):
-                    break
+                else:
+                    runnable.append(change)
+            _each(runnable, lambda c: self._apply(c, out))  # a failure: none further starts
             if any(c.after_verification for c in out.applied):
                 self.remedy.invalidate()
                 out.verification = self._verify(out.applied, final=True)
@@ -334,16 +341,19 @@ class Runner:
 
     def _watch(self, change: Change, operations: list[str] | None, event: str = "apply.operation") -> None:
         """Journal each operation of ``change`` as soon as the API names it (write-ahead: a crash
-        while it runs leaves its name for the next run to look at)."""
+        while it runs leaves its name for the next run to look at). The session's one hook hands
+        each operation to the step whose context started it: steps run at once, each in its own
+        context (goldenpath.remediation.schedule)."""
         if operations is None:
-            self.remedy.watch_operations(None)
+            _WATCHING.set(None)
             return
 
         def seen(api: str, name: str) -> None:
             operations.append(name)
             self.journal.write(event, change, api=api, operation=name)
 
-        self.remedy.watch_operations(seen)
+        _WATCHING.set(seen)
+        self.remedy.watch_operations(_to_the_step)
 
     def _reconcile(self, change: Change, event: str, operations: list[str]) -> Found:
         """Read the resource back and journal what it shows: landed, not landed, or unknown."""
@@ -365,12 +375,20 @@ class Runner:
         if not reversible:
             return False
         LOG.info("rolling back %d change(s), newest first: %s", len(reversible), "; ".join(c.summary for c in reversible))
-        for change in reversible:
+        # Undone in reverse order where one change waited for another (the same resource, or one it
+        # needs), all at once otherwise; every undo is tried whatever the others do.
+        applied = list(reversed(reversible))
+
+        def undo(change: Change) -> bool:
             if self._undo(change, out):
                 out.rolled_back.append(change)
+                return True
+            return False
+
+        schedule.run(applied, schedule.undo_waits_for(applied), undo, stop_on_failure=False)
         self.remedy.invalidate()
-        ok = True
-        for change in out.rolled_back:
+
+        def check(change: Change) -> bool:
             try:
                 restored, detail = self.remedy.executor(change.step).restored(change)
             except Exception as exc:
@@ -378,8 +396,11 @@ class Runner:
             LOG.info("rollback of %s %s: %s", change.summary, "verified" if restored else "NOT verified", detail)
             self.journal.write("rollback.verified" if restored else "rollback.unverified", change, detail=detail)
             if not restored:
-                ok = False
                 out.escalations.append(f"rollback of '{change.summary}' did not restore the state before: {detail}")
+            return restored
+
+        undone = list(out.rolled_back)
+        ok = schedule.run(undone, [[] for _ in undone], check, stop_on_failure=False)
         out.rollback_verified = ok and len(out.rolled_back) == len(reversible)
         return out.rollback_verified
 
@@ -420,6 +441,22 @@ class Runner:
             self.journal.write("rollback.after", change, after=result)
             return True
         return False  # unreachable
+
+
+# The current step's operation hook (see Runner._watch); each step's context has its own.
+_WATCHING: contextvars.ContextVar[Callable[[str, str], None] | None] = contextvars.ContextVar(
+    "goldenpath_step_operations", default=None)
+
+
+def _to_the_step(api: str, name: str) -> None:
+    hook = _WATCHING.get()
+    if hook is not None:
+        hook(api, name)
+
+
+def _each(changes: list[Change], step: Callable[[Change], bool]) -> bool:
+    """``step`` for every change, independent ones at once; stops starting new ones after a failure."""
+    return schedule.run(changes, schedule.waits_for(changes), step, stop_on_failure=True)
 
 
 def _backoff() -> Iterator[float]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ def delete(subject: str) -> Change:
                   summary=f"delete old revision of {subject}", before={"state": "exists"},
                   after={"state": "deleted"}, reversible=False, after_verification=True,
                   payload={"service": subject, "revision": "old", "spec": {"image": "x"}})
+
+
+def chained(*changes: Change) -> list[Change]:
+    """Changes that touch one thing (one project-wide resource): the runner applies them one after
+    another, in plan order, and undoes them newest first (the ordering tests below)."""
+    return [replace(c, touches="projects/p") for c in changes]
 
 
 def verdict(status: Status, subject: str = "svc-a", reason: str = "") -> Verdict:
@@ -208,7 +215,7 @@ def test_deferred_only_plan_is_still_verified_before_deleting(tmp_path: Path) ->
 
 
 def test_verification_failure_rolls_back_in_reverse_order(tmp_path: Path) -> None:
-    remedy = FakeRemedy([route("svc-a"), route("svc-b"), delete("svc-a")], [FAIL])
+    remedy = FakeRemedy(chained(route("svc-a"), route("svc-b"), delete("svc-a")), [FAIL])
     j = journal(tmp_path)
     out = run(remedy, j)
     assert remedy.applied == ["route svc-a", "route svc-b"]  # the deletion never ran
@@ -281,7 +288,7 @@ def test_final_verification_failure_after_deletion_escalates(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), CheckError("etag moved")])
 def test_failing_apply_is_journaled_and_earlier_changes_rolled_back(tmp_path: Path, error: Exception) -> None:
-    remedy = FakeRemedy([route("svc-a"), route("svc-b"), route("svc-c")])
+    remedy = FakeRemedy(chained(route("svc-a"), route("svc-b"), route("svc-c")))
 
     def explode(change: Change) -> dict[str, Any]:
         remedy.calls.append(("apply", change.summary))
@@ -306,7 +313,7 @@ def test_failing_apply_is_journaled_and_earlier_changes_rolled_back(tmp_path: Pa
 
 
 def test_first_apply_failing_has_nothing_to_roll_back(tmp_path: Path) -> None:
-    remedy = FakeRemedy([route("svc-a"), route("svc-b")], fail_on={"route svc-a"})
+    remedy = FakeRemedy(chained(route("svc-a"), route("svc-b")), fail_on={"route svc-a"})
     out = run(remedy, journal(tmp_path))
     assert out.applied == [] and remedy.rolled_back == []
     assert out.rollback_verified is None
@@ -318,7 +325,7 @@ def test_first_apply_failing_has_nothing_to_roll_back(tmp_path: Path) -> None:
 # ---- the journal -----------------------------------------------------------------------------
 
 def test_journal_records_intent_before_and_result_after_each_change(tmp_path: Path) -> None:
-    remedy = FakeRemedy([route("svc-a"), route("svc-b"), delete("svc-a")], [PASS, PASS])
+    remedy = FakeRemedy(chained(route("svc-a"), route("svc-b"), delete("svc-a")), [PASS, PASS])
     j = journal(tmp_path)
     run(remedy, j, consent=True)
     recs = records(j)
@@ -405,7 +412,7 @@ class NotReadyExecutor(FakeExecutor):
 
 
 def test_a_change_not_yet_usable_is_pending_journaled_and_the_rest_goes_on_without_rollback(tmp_path: Path) -> None:
-    remedy = FakeRemedy([route("svc-a"), route("svc-b"), route("svc-c")])
+    remedy = FakeRemedy(chained(route("svc-a"), route("svc-b"), route("svc-c")))
     remedy.executors["route"] = NotReadyExecutor("route", remedy.calls)
     j = journal(tmp_path)
     out = run(remedy, j)
@@ -523,3 +530,93 @@ def test_a_create_the_server_names_is_resent_only_after_an_answer_that_says_it_w
     refused = FakeRemedy([create], [PASS], fail_on={"route svc-a"}, error=Unavailable, fail_times=1)
     out = run(refused, journal(tmp_path / "b"))
     assert refused.applied == ["route svc-a"] * 2 and [c.summary for c in out.applied] == ["route svc-a"]
+
+
+# ---- independent steps at once -------------------------------------------------------------------
+# Concurrency is shown by behaviour, not time: the fake's applies meet at a barrier, which only
+# steps under way at the same moment can pass (run one after another, the first one's wait breaks it).
+
+
+class MeetingExecutor(FakeExecutor):
+    """Every apply of ``meet`` waits at a barrier for the others before it returns (or fails)."""
+
+    def __init__(self, step: str, calls: list[tuple[str, str]], meet: set[str], remedy: FakeRemedy,
+                 **options: Any) -> None:
+        super().__init__(step, calls, **options)
+        self.meet, self.remedy = meet, remedy
+        self.barrier = threading.Barrier(len(meet), timeout=10)
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        if change.summary in self.meet:
+            # An operation of this step, named while the other step's is under way too: the journal
+            # must tie each to its own change.
+            self.remedy.watching("run", f"operations/{change.subject}")
+            self.barrier.wait()
+        return super().apply(change)
+
+
+def meeting(remedy: FakeRemedy, meet: set[str], **options: Any) -> MeetingExecutor:
+    executor = MeetingExecutor("route", remedy.calls, meet, remedy, **options)
+    remedy.executors["route"] = executor
+    return executor
+
+
+def test_changes_of_different_resources_run_at_once_each_journaled_on_its_own(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), route("svc-b")], [PASS])
+    meeting(remedy, {"route svc-a", "route svc-b"})
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert sorted(c.summary for c in out.applied) == ["route svc-a", "route svc-b"] and out.error is None
+    evs = events(j)
+    afters = [i for i, (e, _) in enumerate(evs) if e == "apply.after"]
+    befores = [i for i, (e, _) in enumerate(evs) if e == "apply.before"]
+    assert len(befores) == len(afters) == 2 and max(befores) < min(afters), evs  # both under way at once
+    ops = {r["summary"]: r["operation"] for r in records(j) if r["event"] == "apply.operation"}
+    assert ops == {"route svc-a": "operations/svc-a", "route svc-b": "operations/svc-b"}
+    assert [r["seq"] for r in records(j)] == list(range(1, len(records(j)) + 1))
+
+
+def test_one_of_two_concurrent_changes_failing_rolls_back_the_other(tmp_path: Path) -> None:
+    remedy = FakeRemedy([route("svc-a"), route("svc-b")], fail_on={"route svc-b"})
+    meeting(remedy, {"route svc-a", "route svc-b"}, fail_on={"route svc-b"})
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    assert [c.summary for c in out.applied] == ["route svc-a"]
+    assert remedy.rolled_back == ["route svc-a"] and out.rollback_verified is True
+    assert out.error is not None and out.error.startswith("route svc-b: ")
+    assert remedy.verified == []
+    assert ("rollback.verified", "route svc-a") in events(j)
+
+
+def test_a_change_waits_for_what_it_needs_and_for_earlier_changes_of_its_resource(tmp_path: Path) -> None:
+    metric = Change(phase=4, step="route", subject="m", resource="metrics/m", summary="create m", before={},
+                    after={"m": 1}, reversible=True)
+    policy = replace(route("svc-a"), summary="policy reading m", resource="policies/p", needs=("metrics/m",))
+    again = replace(route("svc-b"), summary="second change of svc-b")
+    remedy = FakeRemedy([metric, policy, route("svc-b"), again], [FAIL])
+    meeting(remedy, {"create m", "route svc-b"})  # the two with nothing before them meet
+    j = journal(tmp_path)
+    out = run(remedy, j)
+    evs = events(j)
+    done = {s: i for i, (e, s) in enumerate(evs) if e == "apply.after"}
+    started = {s: i for i, (e, s) in enumerate(evs) if e == "apply.before"}
+    assert started["policy reading m"] > done["create m"]
+    assert started["second change of svc-b"] > done["route svc-b"]
+    # Undone the other way round: what waited for a change is undone before it.
+    undone = [s for e, s in evs if e == "rollback.after"]
+    assert undone.index("policy reading m") < undone.index("create m")
+    assert undone.index("second change of svc-b") < undone.index("route svc-b")
+    assert out.rollback_verified is True and len(out.rolled_back) == 4
+
+
+
+def test_a_change_that_needs_consent_runs_alone(tmp_path: Path) -> None:
+    # A restart (or an irreversible change) never runs beside another step: were that one to fail,
+    # the restart would be paid for nothing and paid again by its rollback.
+    restart = replace(route("svc-b"), summary="restart svc-b", restarts=True)
+    remedy = FakeRemedy([route("svc-a"), restart, route("svc-c")], [PASS])
+    j = journal(tmp_path)
+    run(remedy, j, consent=True)
+    assert events(j) == [("apply.before", "route svc-a"), ("apply.after", "route svc-a"),
+                         ("apply.before", "restart svc-b"), ("apply.after", "restart svc-b"),
+                         ("apply.before", "route svc-c"), ("apply.after", "route svc-c")]
