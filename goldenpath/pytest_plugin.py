@@ -233,8 +233,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for i, item in enumerate(items):
         item.stash[ORDER] = i
     if GATE in config.stash:
+        # What each test reads: its fixtures, and its criterion's observation (which the verdict
+        # fixture asks for by name, so it is in no fixturenames).
         used = {name for item in items for name in getattr(item, "fixturenames", ())}
+        used |= {r.observation for item in items if (r := record_of(getattr(item, "function", None))) is not None}
         config.stash[GATE].read_phases = tuple(n for n in phases.TITLES if phases.marker(n) in used)
+        if not config.option.collectonly:
+            from goldenpath import warmup
+
+            warmup.start(config.stash[GATE].read_phases)
 
 
 @pytest.hookimpl(wrapper=True)
