@@ -212,7 +212,7 @@ class Runner:
             runnable.append(change)
         # Independent steps at once (goldenpath.remediation.schedule); once one fails, none starts
         # and the ones under way finish, so everything applied is known before it is rolled back.
-        if not _each(runnable, lambda c: self._apply(c, out)):
+        if not _each(runnable, lambda c: self._apply(c, out), out):
             if out.applied and not self._roll_back(out):
                 if any(c.reversible for c in out.applied):
                     out.escalations.append("a step failed and the rollback of the steps applied with or before "
@@ -250,7 +250,7 @@ class Runner:
                     out.skipped.append((change, consent_reason(change)))
                 else:
                     runnable.append(change)
-            _each(runnable, lambda c: self._apply(c, out))  # a failure: none further starts
+            _each(runnable, lambda c: self._apply(c, out), out)  # a failure: none further starts
             if any(c.after_verification for c in out.applied):
                 self.remedy.invalidate()
                 out.verification = self._verify(out.applied, final=True)
@@ -454,9 +454,18 @@ def _to_the_step(api: str, name: str) -> None:
         hook(api, name)
 
 
-def _each(changes: list[Change], step: Callable[[Change], bool]) -> bool:
-    """``step`` for every change, independent ones at once; stops starting new ones after a failure."""
-    return schedule.run(changes, schedule.waits_for(changes), step, stop_on_failure=True)
+def _each(changes: list[Change], step: Callable[[Change], bool], out: Outcome) -> bool:
+    """``step`` for every change, independent ones at once; stops starting new ones after a failure.
+    ``out.applied`` is then put back in plan order: steps run at once finish in any order, and the
+    summary, the report and verdict.json must not change from one run to the next. (Rolling back
+    newest first still holds: steps that wait for one another finish in plan order anyway.)"""
+    try:
+        return schedule.run(changes, schedule.waits_for(changes), step, stop_on_failure=True)
+    finally:
+        position = {id(c): i for i, c in enumerate(changes)}
+        before = [c for c in out.applied if id(c) not in position]
+        ours = sorted((c for c in out.applied if id(c) in position), key=lambda c: position[id(c)])
+        out.applied[:] = before + ours
 
 
 def _backoff() -> Iterator[float]:
