@@ -6,7 +6,6 @@ asserts how long anything took."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tomllib
@@ -82,9 +81,8 @@ def test_status_names_the_waits_a_remediation_imposed_and_times_every_request(in
     assert by_method == req["by_method"]
 
 
-@pytest.mark.skipif(os.environ.get("GOLDENPATH_BENCH") != "1",
-                    reason="the bench's own run (about a minute): GOLDENPATH_BENCH=1 to run it")
 def test_time_to_green_bench_runs_end_to_end() -> None:
+    # The bench's own run (about a minute): its numbers are not asserted, its working is.
     proc = subprocess.run([sys.executable, "bench/time_to_green.py", "--runs", "1"], cwd=ROOT, capture_output=True,
                           text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr

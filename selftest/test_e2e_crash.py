@@ -130,6 +130,24 @@ def test_phase2_killed_then_recovered(box: Sandbox, point: str, found: str) -> N
     assert sql_after in (sql_before, planned or sql_before)
 
 
+def test_killed_with_two_rollouts_under_way_then_recovered(box: Sandbox) -> None:
+    # Phase 3 rolls out the backend and the auth service at once (apply.before #5 and #6, after Phase
+    # 1's two steps and Phase 2's two). Killed right after the second apply.before is on disk: both
+    # steps are open in the journal, each maybe under way. --recover settles each on its own, and
+    # leaves each service on its revision from before or on its new one, never in between.
+    box.reset("incident-1278")
+    crash_and_recover(box, "apply.before#6", "-m", "phase1 or phase2 or phase3")
+    opened = [r for r in box.journal() if r["event"] == "apply.before" and r["phase"] == 3]
+    assert len(opened) == 2 and len({r["resource"] for r in opened}) == 2, opened
+    settled = {r["recovers"]["resource"] for r in resolved(box)}
+    assert {r["resource"] for r in opened} <= settled, resolved(box)
+    after = box.status()
+    for r in opened:
+        svc = next(s for s in after["run"]["services"] if s["name"] == r["resource"])
+        serving = [t["revision"] for t in svc.get("trafficStatuses", []) if t.get("percent")]
+        assert len(serving) == 1, svc.get("trafficStatuses")  # one revision holds all traffic: no half-rollout
+
+
 def _flags(status: dict[str, Any]) -> dict[str, str]:
     inst = status["sqladmin"]["instances"][0]
     return {f["name"]: f.get("value", "") for f in inst["settings"].get("databaseFlags", [])}
