@@ -91,6 +91,17 @@ class Reads:
 # Path's deadline), then the phases that load the heavy clients (2: Compute, VPC Access and Cloud SQL
 # through discovery, Monitoring; 4: Monitoring, dashboards).
 PREFETCH_WAVES: tuple[tuple[int, ...], ...] = ((1, 3), (2, 4))
+# The phases whose probes are timed: their gathering never runs beside a background import
+# (goldenpath.warmup).
+TIMED_PHASES = (1, 3)
+# The client modules their API reads import (imported before their probes start).
+TIMED_CLIENTS = ("google.cloud.run_v2", "google.cloud.logging")
+# The heavy client modules a phase's reads import (goldenpath.warmup imports them while an operation
+# of an earlier phase is waited on). compute_v1 only where a certificate is read (Phase 2).
+HEAVY_MODULES: dict[int, tuple[str, ...]] = {
+    2: ("google.cloud.compute_v1", "google.cloud.monitoring_v3", "googleapiclient.discovery"),
+    4: ("google.cloud.monitoring_v3", "google.cloud.monitoring_dashboard_v1"),
+}
 
 
 class Observer:
@@ -117,6 +128,13 @@ class Observer:
         self._phase4: Phase4Observation | None = None
         self._prefetch_failed: dict[int, Exception] = {}
 
+    def expect(self, phases: Iterable[int]) -> None:
+        """The phases this run reads: their heavy client modules may be imported in the background
+        while an operation is waited on (goldenpath.warmup), and only theirs."""
+        modules = [m for p in sorted(set(phases)) for m in HEAVY_MODULES.get(p, ())
+                   if m != "google.cloud.compute_v1" or self.target.certificate is not None]
+        self.session.warmup.want(tuple(modules))
+
     def prefetch(self, phases: Iterable[int]) -> None:
         """Gather these phases' observations together, when nothing will change between them (a
         read-only or plan run): the run then costs about its slowest phases, not the sum. The phase
@@ -141,6 +159,8 @@ class Observer:
 
         LOG.info("phases %s: gathering observations together (nothing is changed between them)",
                  ", ".join(map(str, wanted)))
+        if set(wanted) & set(TIMED_PHASES):
+            self.session.warmup.quiet(f"phases {', '.join(map(str, wanted))}", TIMED_CLIENTS)
         t0, calls = time.perf_counter(), len(self.session.calls)
         for p, result in zip(wanted, asyncio.run(every())):
             if isinstance(result, Exception):
@@ -192,6 +212,8 @@ class Observer:
     def _gather(self, phase: int, gather: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run one phase's concurrent gathering, with its start, end and timing in the trail."""
         LOG.info("phase %d: gathering observations", phase)
+        if phase in TIMED_PHASES:
+            self.session.warmup.quiet(f"phase {phase}", TIMED_CLIENTS)
         t0, calls = time.perf_counter(), len(self.session.calls)
         try:
             result = asyncio.run(gather())
@@ -336,7 +358,7 @@ class Observer:
         pauses = polling.delays(deadline)  # seen at most 10 % (or 0.5 s) after it is published
         while True:
             series = await asyncio.to_thread(self.monitoring.num_backends, instance, th.metric_window_minutes,
-                                             alignment)
+                                             alignment, changed)
             fresh = changed is None or series.newest_after(changed)
             if fresh or time.monotonic() >= deadline:
                 return series

@@ -39,6 +39,18 @@ def test_debug_trail_shows_calls_probes_and_decisions_and_no_secret(incident: Sa
     assert re.search(r"goldenpath\.remediation:\S+ applied .* in \d+\.\d{3} s", out)
     assert re.search(r"goldenpath\.remediation:\S+ phase 3 remediation \(apply\) ended in", out)
     assert re.search(r"goldenpath\.observe:\S+ phase 2: observations gathered in", out)
+    # the heavy Compute client is imported while an operation is waited on, and no timed probe (the
+    # burst, health checks, WebSocket pings, the Golden Path) runs while a background import does
+    assert re.search(r"goldenpath\.warmup:\S+ importing google\.cloud\.compute_v1 in the background while run "
+                     r"operation \S+ is waited on", out), [ln for ln in out.splitlines() if "warmup" in ln]
+    importing = None
+    for line in out.splitlines():
+        if (started := re.search(r"goldenpath\.warmup:\S+ importing (\S+) in the background", line)):
+            importing = started.group(1)
+        elif re.search(r"goldenpath\.warmup:\S+ background import of \S+ ended", line):
+            importing = None
+        elif importing and re.search(r"goldenpath\.probes:\S+ (http|websocket|golden path) ", line):
+            raise AssertionError(f"a timed probe ran while {importing} was imported in the background: {line}")
     # the planted value passed through a logged payload: its name is there, its value is not
     assert re.search(r"goldenpath\.remediation:\S+ apply .*: payload .*\['STRIPE_KEY', '<redacted>'\]", out), \
         [ln for ln in out.splitlines() if ': payload' in ln][:6]

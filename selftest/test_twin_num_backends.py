@@ -12,6 +12,7 @@ cannot compute.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -217,3 +218,27 @@ def test_the_gates_reader_keeps_only_periods_every_database_reported(twin: Twin,
     assert [t for t, _ in got.points] == sorted((t for t, _ in got.points), reverse=True)
     # Two reads of the same aggregation: how many databases each period holds, then the sum.
     assert [c.method for c in session.calls] == ["timeSeries.list(REDUCE_COUNT)", "timeSeries.list(REDUCE_SUM)"]
+
+
+def test_the_gates_reader_anchors_its_periods_at_the_change(twin: Twin, tmp_path: Path) -> None:
+    """After a change, the read interval ends a whole number of periods after it, so the first period
+    wholly after the change is read as soon as every database's sample in it is published. Ending the
+    interval at "now" instead, the newest complete period straddles the change (not fresh), and the
+    gate would wait a period more (60 s on Google)."""
+    proc = twin.proc
+    targets = tmp_path / "targets.toml"
+    targets.write_text(relocate_sim(ROOT / "targets.toml", tmp_path / "home", f"127.0.0.1:{proc.control_port}",
+                                    f"127.0.0.1:{proc.data_port}", f"127.0.0.1:{proc.grpc_port}"))
+    session = GcpSession(load_target(targets, "sim"))
+    lag = TIMING.metric_lag_seconds
+    # A "change" a period and the publication lag ago (and a little more): exactly one whole period
+    # after it is published by every database, the next one is not.
+    changed = datetime.fromtimestamp(time.time() - PERIOD - lag - 0.3, timezone.utc)
+    anchored = Monitoring(session).num_backends(INSTANCE, 2, PERIOD, changed)
+    assert anchored.newest_after(changed), anchored.points[:3]
+    assert anchored.latest == 88.0
+    ends = [(t - changed).total_seconds() for t, _ in anchored.points]
+    assert all(abs(e / PERIOD - round(e / PERIOD)) < 1e-3 for e in ends), ends[:5]
+    # The same moment without the anchor: its newest complete period began before the change.
+    unanchored = Monitoring(session).num_backends(INSTANCE, 2, PERIOD)
+    assert not unanchored.newest_after(changed), unanchored.points[:3]

@@ -3,6 +3,7 @@ channels (Phase 4). gRPC only in the client library."""
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -144,7 +145,8 @@ class Monitoring:
 
     # ---- metrics -------------------------------------------------------------------------------
 
-    def num_backends(self, instance: str, minutes: int, alignment_seconds: int) -> MetricSeries:
+    def num_backends(self, instance: str, minutes: int, alignment_seconds: int,
+                     anchor: datetime | None = None) -> MetricSeries:
         """The instance's connections: num_backends summed over its databases by Cloud Monitoring.
 
         The metric has one series per database, and they are not published together (each sampled
@@ -154,6 +156,14 @@ class Monitoring:
         databases grouped by the instance. A period some database has not reported yet is summed
         short as well, so the same aggregation with REDUCE_COUNT says how many databases each period
         holds, and only the periods that hold all of them are kept.
+
+        ``anchor`` (the moment of the gate's last change to the instance): the read interval ends a
+        whole number of alignment periods after it, so that one period starts exactly at the change and
+        the first point wholly after it is the first one whose samples are all new. Ending at "now",
+        the period holding the change mixes old and new samples and the next one must be waited for
+        (an alignment period more: 60 s on Google). Where Google anchors aligned periods is not
+        documented (the twin ends the newest at the interval's end): elsewhere this is only slower,
+        never wrong, because a point is judged fresh by its own end time (MetricSeries.newest_after).
         """
         from google.cloud import monitoring_v3
 
@@ -167,6 +177,8 @@ class Monitoring:
                 cross_series_reducer=reducer, group_by_fields=["resource.labels.database_id"])
 
         now = time.time()
+        if anchor is not None and (periods := math.floor((now - anchor.timestamp()) / alignment_seconds)) >= 1:
+            now = anchor.timestamp() + periods * alignment_seconds
         # The count first: points only ever become visible, so a period every database had reported
         # at the first read is whole at the second too (the other order can pair a short sum read
         # first with a count that saw the missing database publish in between).
@@ -181,8 +193,7 @@ class Monitoring:
         """The points of the one series an aggregated read returns, by end time."""
         from google.cloud import monitoring_v3
 
-        interval = monitoring_v3.TimeInterval(end_time={"seconds": int(now)},
-                                              start_time={"seconds": int(now - minutes * 60)})
+        interval = monitoring_v3.TimeInterval(end_time=_timestamp(now), start_time=_timestamp(now - minutes * 60))
         reducer = monitoring_v3.Aggregation.Reducer(aggregation.cross_series_reducer).name
         with self.session.call(self.API, f"timeSeries.list({reducer})", flt):
             pager = self._client.list_time_series(
@@ -311,3 +322,9 @@ def _refusal(exc: BaseException) -> str:
 def _snake(name: str) -> str:
     """userLabels → user_labels: update masks name proto fields."""
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _timestamp(seconds: float) -> dict[str, int]:
+    """A protobuf Timestamp (whole seconds and nanos) for a POSIX time."""
+    whole, nanos = divmod(round(seconds * 1e9), 1_000_000_000)
+    return {"seconds": int(whole), "nanos": int(nanos)}

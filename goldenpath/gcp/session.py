@@ -19,6 +19,7 @@ from goldenpath.config import Target
 from goldenpath.errors import CheckError, ConfigError, GoldenpathError, NotYetUsable, OutcomeUnknown
 from goldenpath.observations import ApiCall
 from goldenpath.trail import logger
+from goldenpath.warmup import Warmup
 
 # The trail of the API calls: one record per call (DEBUG for a read, INFO for a write), per retried
 # attempt and per operation poll, in goldenpath.gcp.<api>; retries of any call in goldenpath.gcp.retry.
@@ -72,6 +73,8 @@ class GcpSession:
         # before it is waited on: the remediation journal records it (a crash or a lost poll then
         # still leaves the operation to look at). None: nobody listens.
         self.on_operation = on_operation
+        # Heavy client imports made while an operation is waited on (goldenpath.warmup).
+        self.warmup = Warmup()
 
     @cached_property
     def credentials(self) -> Any:
@@ -118,6 +121,8 @@ class GcpSession:
         logger(f"gcp.{api}").info("%s operation started: %s", api, operation or "(unnamed)")
         if self.on_operation is not None and operation:
             self.on_operation(api, operation)
+        # Journaled first; then, while it is waited on, the heavy imports of the phases to come.
+        self.warmup.start(f"{api} operation {operation or '(unnamed)'} is waited on")
 
     def wait(self, poll: Callable[[], Any], done: Callable[[Any], bool], what: str, *,
              api: str = "", operation: str = "") -> Any:
