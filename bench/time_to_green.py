@@ -213,7 +213,7 @@ def busiest_minute(status: dict[str, Any], method: str) -> int:
 def many_services(twin: Twin, services: int, runs: int) -> None:
     print(f"read-only full gate (pytest tests), healthy staging, {runs} run(s) each")
     print(f"{'services':>9}{'median s':>10}{'min s':>8}{'max s':>8}{'exit':>6}{'requests':>10}{'entries.list':>14}"
-          f"{'/min':>6}{'RSS MB':>8}")
+          f"{'/min':>6}{'RSS MB':>8}  outcomes (last run)")
     for n in (2, services):
         if n == 2:
             scenario, targets = twin.scenario("healthy", (scale.SCENARIOS / "healthy.toml").read_text()), twin.targets
@@ -222,6 +222,7 @@ def many_services(twin: Twin, services: int, runs: int) -> None:
             targets = twin.root / f"targets-{n}.toml"
             targets.write_text(scale.targets_text(twin.targets.read_text(), n, twin.data))
         walls, codes, reqs, logs, per_minute, rss = [], set(), [], [], [], []
+        counts: dict[str, int] = {}
         for _ in range(runs):
             twin.reset(scenario)
             run = gate(twin, targets=targets)
@@ -232,11 +233,15 @@ def many_services(twin: Twin, services: int, runs: int) -> None:
             logs.append(status["requests"]["by_method"].get("logging.entries.list", 0))
             per_minute.append(busiest_minute(status, "logging.entries.list"))
             rss.append(run.peak_rss_mb)
+            counts = dict(run.verdict.get("counts", {}))
+        outcomes = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "(no verdict.json)"
         print(f"{n:>9}{statistics.median(walls):>10.2f}{min(walls):>8.2f}{max(walls):>8.2f}"
               f"{'/'.join(map(str, sorted(codes))):>6}{statistics.median(reqs):>10.0f}{max(logs):>14}"
-              f"{max(per_minute):>6}{max(rss):>8.0f}")
+              f"{max(per_minute):>6}{max(rss):>8.0f}  {outcomes}")
     print("entries.list: the most Cloud Logging reads one run made; /min: the most of them in any 60 s window of a "
-          "run (Google's quota: 60 a minute per project; the twin refuses the 61st).")
+          "run (Google's quota: 60 a minute per project; the twin refuses the 61st). outcomes: verdict.json's counts; "
+          "on healthy staging only Phase 4's four criteria fail (it has no monitoring yet): anything else failed or "
+          "inconclusive is the gate's doing, not the world's.")
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from goldenpath.observations import (
     Phase3Observation, Phase4Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
 )
 from goldenpath.probes import http, journey, tls, websocket
+from goldenpath.probes.slots import TimedSlots
 from goldenpath.sources import SourceFailure
 from goldenpath.trail import logger
 
@@ -127,6 +128,7 @@ class Observer:
         self._phase3: Phase3Observation | None = None
         self._phase4: Phase4Observation | None = None
         self._prefetch_failed: dict[int, Exception] = {}
+        self._slots: tuple[asyncio.AbstractEventLoop, TimedSlots] | None = None
 
     def expect(self, phases: Iterable[int]) -> None:
         """The phases this run reads: their heavy client modules may be imported in the background
@@ -430,12 +432,21 @@ class Observer:
         times = [svc.update_time, svc.ready_transition_time, self.last_change(svc.full_name)]
         return max(t for t in times if t is not None)
 
+    def timed(self, connections: int) -> Any:
+        """Slots for a timed probe opening ``connections`` at once (goldenpath.probes.slots), shared by
+        everything gathered in this event loop (a prefetch gathers phases together in one)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, TimedSlots(self.target.thresholds.burst_size))
+        return self._slots[1].hold(connections)
+
     async def burst(self, url: str) -> Burst:
         t = self.target
-        t0 = time.perf_counter()
-        result = await http.burst(url, t.thresholds.burst_size, resolve_map=t.resolve,
-                                  ca_bundle=str(t.ca_path) if t.ca_path else None,
-                                  timeout=t.timeouts.probe_seconds)
+        async with self.timed(t.thresholds.burst_size):
+            t0 = time.perf_counter()
+            result = await http.burst(url, t.thresholds.burst_size, resolve_map=t.resolve,
+                                      ca_bundle=str(t.ca_path) if t.ca_path else None,
+                                      timeout=t.timeouts.probe_seconds)
         self.session.calls.append(ApiCall("https", f"GET ×{len(result.samples)} (concurrent)", url,
                                           time.perf_counter() - t0, str(result.statuses())))
         return result
@@ -466,8 +477,6 @@ class Observer:
 
     async def _gather_phase3(self) -> Phase3Observation:
         t = self.target
-        ca = str(t.ca_path) if t.ca_path else None
-
         reads = Reads()
 
         async def services_and_startup() -> list[tuple[ServiceState | None, RevisionState | None, StartupLog | None]]:
@@ -485,9 +494,7 @@ class Observer:
         seen = await gather_named(
             per_service=services_and_startup(),
             checks=asyncio.gather(*(reads.wait(src.HTTP_CHECK, self._check(u)) for u in urls)),
-            websocket=reads.wait(src.WEBSOCKET, websocket.ping_batch(
-                t.websocket.url, t.websocket.batch, resolve_map=t.resolve, ca_bundle=ca,
-                timeout=t.websocket.timeout_seconds)) if t.websocket else none(()),
+            websocket=reads.wait(src.WEBSOCKET, self._pings()) if t.websocket else none(()),
             golden_path=walk if walk is not None else none(),
         )
         per_service, checks, walked = seen["per_service"], seen["checks"], seen["golden_path"]
@@ -552,10 +559,19 @@ class Observer:
         """(whether the read answered, its value): an answer None (not found) is not a failure."""
         return await reads.attempt(source, asyncio.to_thread(read, name))
 
+    async def _pings(self) -> tuple[websocket.WsResult, ...]:
+        ws = self.target.websocket
+        assert ws is not None
+        async with self.timed(ws.batch):
+            return await websocket.ping_batch(ws.url, ws.batch, resolve_map=self.target.resolve,
+                                              ca_bundle=str(self.target.ca_path) if self.target.ca_path else None,
+                                              timeout=ws.timeout_seconds)
+
     async def _check(self, url: str) -> HttpCheck:
         t = self.target
-        result = await http.check(url, resolve_map=t.resolve, ca_bundle=str(t.ca_path) if t.ca_path else None,
-                                  timeout=t.timeouts.probe_seconds)
+        async with self.timed(1):
+            result = await http.check(url, resolve_map=t.resolve, ca_bundle=str(t.ca_path) if t.ca_path else None,
+                                      timeout=t.timeouts.probe_seconds)
         self.session.calls.append(ApiCall("https", "GET", url, result.seconds, str(result.status)))
         return result
 
@@ -563,10 +579,12 @@ class Observer:
         t = self.target
         assert t.golden_path is not None and t.websocket is not None
         gp = t.golden_path
-        result = await journey.walk(login_url=gp.login_url, ws_url=t.websocket.url, user=user, password=password,
-                                    message=gp.message, final_event=gp.final_event, deadline=gp.deadline_seconds,
-                                    resolve_map=t.resolve, ca_bundle=str(t.ca_path) if t.ca_path else None,
-                                    timeout=t.timeouts.probe_seconds)
+        async with self.timed(1):
+            result = await journey.walk(login_url=gp.login_url, ws_url=t.websocket.url, user=user,
+                                        password=password, message=gp.message, final_event=gp.final_event,
+                                        deadline=gp.deadline_seconds, resolve_map=t.resolve,
+                                        ca_bundle=str(t.ca_path) if t.ca_path else None,
+                                        timeout=t.timeouts.probe_seconds)
         self.session.calls.append(ApiCall("golden path", "login → websocket → response", gp.login_url,
                                           sum(result.legs.values()) and max(result.legs.values()),
                                           "ok" if result.ok else f"failed at {result.failed_leg}"))

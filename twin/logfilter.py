@@ -81,8 +81,27 @@ def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+# "To improve query performance, Logging automatically indexes the following LogEntry fields"
+# (https://cloud.google.com/logging/docs/analyze/custom-index).
+INDEXED_FIELDS = frozenset({"resource.type", "logName", "severity", "timestamp", "insertId", "operation.id", "trace",
+                            "httpRequest.status", "split.uid"})
+INDEXED_PREFIXES = ("resource.labels.", "labels.")
+# Which comparisons an index serves is not documented (not confirmed): the twin counts equality and
+# ranges; a regular expression, a substring (:) or an inequality is evaluated entry by entry.
+INDEXED_OPS = frozenset({"=", ">", ">=", "<", "<="})
+
+
+def indexed(terms: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The terms of a parsed filter that Logging's automatic indexes answer without reading entries."""
+    return [t for t in terms if t[1] in INDEXED_OPS and (t[0] in INDEXED_FIELDS or t[0].startswith(INDEXED_PREFIXES))]
+
+
 def matches(filter_: str, entry: dict[str, Any]) -> bool:
-    for field, op, wanted in parse(filter_):
+    return matches_terms(parse(filter_), entry)
+
+
+def matches_terms(terms: list[tuple[str, str, str]], entry: dict[str, Any]) -> bool:
+    for field, op, wanted in terms:
         pattern = _regex(wanted) if op in ("=~", "!~") else None  # a bad pattern is refused, matching or not
         actual = _lookup(entry, field)
         if actual is None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.cloud.logging_v2.types import LogMetric
 
-from twin.logfilter import FilterError, matches, parse
+from twin.logfilter import FilterError, indexed, matches_terms, parse
 from twin.store import (
     ApiError, DataAnswer, Store, check_project, invalid, list_body, lookup, parse_body, records, rfc3339, roundtrip,
 )
@@ -109,7 +109,8 @@ def list_entries(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One call's worth of search: at most ``entries_scanned_per_page`` entries of the filter's time
     range are looked at, after the token's entry; the matches among them (up to ``page_size``) are
-    the page, and a token is returned while the range holds entries not yet looked at. A slice with
+    the page, and a token is returned while the range holds entries not yet looked at. Entries the
+    filter's terms on automatically indexed fields exclude are not looked at (twin.logfilter.indexed). A slice with
     no match is an empty page with a token, as logging.v2.json describes: "the search found no log
     entries so far but it did not have time to search all the possible log entries"."""
     projects = {f"projects/{world.state['project']}"}
@@ -133,16 +134,24 @@ def list_entries(
             first = max(first, bisect_right(keys, cursor))  # strictly newer
     scan = limits(world)["entries_scanned_per_page"]
     indices = range(end - 1, first - 1, -1) if order_desc else range(first, end)
+    terms = parse(filter_)
+    by_index = indexed(terms)
     page: list[dict[str, Any]] = []
     looked = 0
-    for i in indices:
+    last = len(indices)  # the position of the last entry this call got to (all of them: no token)
+    for pos, i in enumerate(indices):
+        # An entry the indexed terms exclude is never read (Logging's automatic indexes): it costs
+        # the search nothing. Every other entry of the range is looked at, matching or not.
+        if not matches_terms(by_index, merged[i]):
+            continue
         looked += 1
-        if matches(filter_, merged[i]):
+        if matches_terms(terms, merged[i]):
             page.append(merged[i])
         if len(page) == page_size or looked == scan:
+            last = pos
             break
-    more = looked < len(indices)
-    return page, (encode_token(keys[indices[looked - 1]]) if more else None)
+    more = last < len(indices) - 1
+    return page, (encode_token(keys[indices[last]]) if more else None)
 
 
 def limits(world: Store) -> dict[str, int]:

@@ -1,0 +1,88 @@
+"""goldenpath.probes.slots: timed probes share a budget of connections, granted in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from goldenpath.probes.slots import TimedSlots
+
+
+def test_a_burst_runs_alone_and_small_probes_share() -> None:
+    async def scenario() -> list[str]:
+        slots = TimedSlots(20)
+        events: list[str] = []
+        burst_may_end = asyncio.Event()
+
+        async def probe(name: str, width: int, hold: asyncio.Event | None = None) -> None:
+            async with slots.hold(width):
+                events.append(f"{name} start")
+                if hold is not None:
+                    await hold.wait()
+                else:
+                    await asyncio.sleep(0)
+                events.append(f"{name} end")
+
+        first = asyncio.create_task(probe("burst", 20, burst_may_end))
+        await asyncio.sleep(0)
+        small = [asyncio.create_task(probe(f"check{i}", 1)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        assert events == ["burst start"]  # nothing else starts its clock beside a burst
+        burst_may_end.set()
+        await asyncio.gather(first, *small)
+        return events
+
+    events = asyncio.run(scenario())
+    assert events[:2] == ["burst start", "burst end"]
+    # the three checks (1 connection each) ran side by side once the burst was done
+    assert [e for e in events[2:] if e.endswith("start")] == ["check0 start", "check1 start", "check2 start"]
+    assert events.index("check2 start") < events.index("check0 end")
+
+
+def test_arrival_order_keeps_a_burst_from_starving() -> None:
+    async def scenario() -> list[str]:
+        slots = TimedSlots(20)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def probe(name: str, width: int) -> None:
+            async with slots.hold(width):
+                order.append(name)
+                await gate.wait()
+
+        holder = asyncio.create_task(probe("check-a", 1))
+        await asyncio.sleep(0)
+        burst = asyncio.create_task(probe("burst", 20))
+        await asyncio.sleep(0)
+        late = asyncio.create_task(probe("check-b", 1))  # fits in the free 19, but arrived after the burst
+        await asyncio.sleep(0.01)
+        assert order == ["check-a"]
+        gate.set()
+        await asyncio.gather(holder, burst, late)
+        return order
+
+    assert asyncio.run(scenario()) == ["check-a", "burst", "check-b"]
+
+
+def test_a_cancelled_waiter_gives_its_turn_away() -> None:
+    async def scenario() -> list[str]:
+        slots = TimedSlots(2)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def probe(name: str, width: int) -> None:
+            async with slots.hold(width):
+                order.append(name)
+                await gate.wait()
+
+        holder = asyncio.create_task(probe("a", 2))
+        await asyncio.sleep(0)
+        waiting = asyncio.create_task(probe("b", 2))
+        after = asyncio.create_task(probe("c", 1))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        gate.set()
+        await asyncio.gather(holder, after)
+        assert waiting.cancelled()
+        return order
+
+    assert asyncio.run(scenario()) == ["a", "c"]
