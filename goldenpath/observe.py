@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import time
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Iterable, TypeVar
@@ -432,7 +433,7 @@ class Observer:
         times = [svc.update_time, svc.ready_transition_time, self.last_change(svc.full_name)]
         return max(t for t in times if t is not None)
 
-    def timed(self, connections: int) -> Any:
+    def timed(self, connections: int) -> AbstractAsyncContextManager[None]:
         """Slots for a timed probe opening ``connections`` at once (goldenpath.probes.slots), shared by
         everything gathered in this event loop (a prefetch gathers phases together in one)."""
         loop = asyncio.get_running_loop()

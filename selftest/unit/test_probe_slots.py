@@ -38,17 +38,24 @@ def test_a_burst_runs_alone_and_small_probes_share() -> None:
     assert events.index("check2 start") < events.index("check0 end")
 
 
+class Probes:
+    """Probes that record the order they got their slots in, and hold them until ``gate`` is set."""
+
+    def __init__(self, budget: int) -> None:
+        self.slots = TimedSlots(budget)
+        self.order: list[str] = []
+        self.gate = asyncio.Event()
+
+    async def probe(self, name: str, width: int) -> None:
+        async with self.slots.hold(width):
+            self.order.append(name)
+            await self.gate.wait()
+
+
 def test_arrival_order_keeps_a_burst_from_starving() -> None:
     async def scenario() -> list[str]:
-        slots = TimedSlots(20)
-        order: list[str] = []
-        gate = asyncio.Event()
-
-        async def probe(name: str, width: int) -> None:
-            async with slots.hold(width):
-                order.append(name)
-                await gate.wait()
-
+        p = Probes(20)
+        probe, order, gate = p.probe, p.order, p.gate
         holder = asyncio.create_task(probe("check-a", 1))
         await asyncio.sleep(0)
         burst = asyncio.create_task(probe("burst", 20))
@@ -65,15 +72,8 @@ def test_arrival_order_keeps_a_burst_from_starving() -> None:
 
 def test_a_cancelled_waiter_gives_its_turn_away() -> None:
     async def scenario() -> list[str]:
-        slots = TimedSlots(2)
-        order: list[str] = []
-        gate = asyncio.Event()
-
-        async def probe(name: str, width: int) -> None:
-            async with slots.hold(width):
-                order.append(name)
-                await gate.wait()
-
+        p = Probes(2)
+        probe, order, gate = p.probe, p.order, p.gate
         holder = asyncio.create_task(probe("a", 2))
         await asyncio.sleep(0)
         waiting = asyncio.create_task(probe("b", 2))
