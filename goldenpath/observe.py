@@ -1,7 +1,10 @@
 """Gather observations concurrently; cache them until a mutation makes them stale.
 
-Every API read and probe of a phase starts at once (threads for the blocking Google clients,
-asyncio for the probes); only the request log waits, because it must include the burst just sent.
+Every API read of a phase starts at once (threads for the blocking Google clients); only the request
+log waits, because it must include the burst just sent. Timed probes (asyncio) share a budget of one
+burst's connections (goldenpath.probes.slots), and a phase with timed probes first lets any background
+import end and imports its own clients (goldenpath.warmup): what a probe measures is the service, not
+the gate's own CPU.
 
 Each source (an API read, a probe, a log query, a metric query: goldenpath.sources) is gathered on
 its own, through :class:`Reads`: one that fails records its failure in the phase's observation
