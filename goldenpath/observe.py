@@ -102,9 +102,10 @@ TIMED_PHASES = (1, 3)
 # The client modules their API reads import (imported before their probes start).
 TIMED_CLIENTS = ("google.cloud.run_v2", "google.cloud.logging")
 # The heavy client modules a phase's reads import (goldenpath.warmup imports them while an operation
-# of an earlier phase is waited on). compute_v1 only where a certificate is read (Phase 2).
+# of an earlier phase is waited on). Not compute_v1: its reads have a worker process of their own
+# (goldenpath.gcp.compute), started by Observer.expect where a certificate is read (Phase 2).
 HEAVY_MODULES: dict[int, tuple[str, ...]] = {
-    2: ("google.cloud.compute_v1", "google.cloud.monitoring_v3", "googleapiclient.discovery"),
+    2: ("google.cloud.monitoring_v3", "googleapiclient.discovery"),
     4: ("google.cloud.monitoring_v3", "google.cloud.monitoring_dashboard_v1"),
 }
 
@@ -136,10 +137,16 @@ class Observer:
 
     def expect(self, phases: Iterable[int]) -> None:
         """The phases this run reads: their heavy client modules may be imported in the background
-        while an operation is waited on (goldenpath.warmup), and only theirs."""
-        modules = [m for p in sorted(set(phases)) for m in HEAVY_MODULES.get(p, ())
-                   if m != "google.cloud.compute_v1" or self.target.certificate is not None]
-        self.session.warmup.want(tuple(modules))
+        while an operation is waited on (goldenpath.warmup), and only theirs; where Phase 2 reads a
+        certificate, the Compute worker process starts now and imports its client meanwhile."""
+        wanted = sorted(set(phases))
+        self.session.warmup.want(tuple(m for p in wanted for m in HEAVY_MODULES.get(p, ())))
+        if 2 in wanted and self.target.certificate is not None:
+            self.compute.start()
+
+    def close(self) -> None:
+        """The run is over: stop the Compute worker process, if one was started."""
+        self.compute.close()
 
     def prefetch(self, phases: Iterable[int]) -> None:
         """Gather these phases' observations together, when nothing will change between them (a

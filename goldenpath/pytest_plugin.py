@@ -463,7 +463,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if gate is not None:
         # The run is over and its files are written. What is left is the interpreter's shutdown,
         # whose garbage collection walked every object of the Google clients' protobuf modules
-        # (compute_v1 alone is ~150 MB): about 1.8 s between the VERDICT line and the exit, measured
+        # (compute_v1 alone, when a read fell back to this process, is ~150 MB): about 1.8 s between the VERDICT line and the exit, measured
         # here. Frozen objects are skipped by the collector; they are still released with the
         # process. (gc.freeze: "Freeze all the objects tracked by gc ... ignored in all the future
         # collections", https://docs.python.org/3/library/gc.html#gc.freeze.)

@@ -1,7 +1,8 @@
 """Heavy client imports, made while the gate only waits on an operation, never beside a timed probe.
 
-Importing ``google.cloud.compute_v1`` is 2.4–2.8 s of CPU on a 2-core machine (its types module
-builds every Compute message); Monitoring and the discovery client add a few tenths more. Made when
+Importing Monitoring, the dashboards client and the discovery client is a few tenths of a second of
+CPU each (``google.cloud.compute_v1``, 1.6–2.8 s, is imported by the Compute reads' own worker
+process, goldenpath.gcp.compute, never here). Made when
 a phase first reads the API, all of that is added to the phase. Made in a thread while the gate waits
 on a long-running operation (the waiting thread is blocked in a socket read or a sleep, and the
 operation takes seconds on the twin, tens of seconds on Google), it costs nearly nothing.
@@ -13,8 +14,7 @@ limit, a false FAIL made by the gate itself. So a gather whose probes are timed 
 :meth:`Warmup.quiet`, which waits for a running warm-up to end (the phase pays only what the
 operation's wait did not hide).
 
-Only the modules of phases this run reads are imported (`Warmup.want`): ``-m phase1`` never
-imports ``compute_v1`` (~150 MB).
+Only the modules of phases this run reads are imported (`Warmup.want`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Warmup:
         """Import the next wanted module not imported yet, in a thread (called when the gate starts to
         wait on an operation: ``why`` says which, for the trail). One module per wait, so that a
         short wait is not followed by a long one of the next timed gather (on the twin an operation
-        takes 0.4–3 s; compute_v1 alone is about 2.4 s of it)."""
+        takes 0.4–3 s)."""
         with self._lock:
             if (self._thread is not None and self._thread.is_alive()) or not self.pending:
                 return

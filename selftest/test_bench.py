@@ -1,7 +1,7 @@
 """What the benchmarks stand on: the twin's account of the time it imposes and of the requests it
-served (``status`` ``imposed`` and ``requests.timeline``), the phases' times in verdict.json, and
-compute_v1 staying unimported by the phases that do not read Compute. Behaviour only: no test here
-asserts how long anything took."""
+served (``status`` ``imposed`` and ``requests.timeline``) and the phases' times in verdict.json
+(compute_v1 staying out of the gate's process: test_e2e_compute_worker.py). Behaviour only: no test
+here asserts how long anything took."""
 
 from __future__ import annotations
 
@@ -13,30 +13,6 @@ import tomllib
 import pytest
 
 from selftest.conftest import ROOT, SCENARIOS, Sandbox
-
-# Runs the gate in this process, then says whether compute_v1 was imported (the gate's own modules
-# import google.cloud.* only inside the adapter that needs it: goldenpath/gcp/compute.py).
-PROBE = ("import sys, pytest\n"
-         "code = pytest.main(sys.argv[1:])\n"
-         "print('COMPUTE_V1_IMPORTED=' + str('google.cloud.compute_v1' in sys.modules))\n"
-         "sys.exit(int(code))\n")
-
-
-def _compute_imported(box: Sandbox, marker: str) -> bool:
-    cmd = [sys.executable, "-c", PROBE, "tests", "-p", "no:cacheprovider", "-q", "-m", marker,
-           "--targets-file", str(box.targets), "--target", "sim", "--reports-dir", str(box.reports)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("COMPUTE_V1_IMPORTED=")), None)
-    assert line is not None, f"the probe did not report (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return line.endswith("True")
-
-
-def test_compute_v1_is_imported_only_by_the_phase_that_reads_compute(healthy: Sandbox) -> None:
-    assert not _compute_imported(healthy, "phase1"), "-m phase1 imported google.cloud.compute_v1 (~150 MB)"
-    assert not _compute_imported(healthy, "phase3 or phase4"), "phases 3-4 imported google.cloud.compute_v1"
-    # The probe can see the import: Phase 2 reads the certificate through compute_v1.
-    assert _compute_imported(healthy, "phase2")
-
 
 def test_status_names_the_waits_a_remediation_imposed_and_times_every_request(incident: Sandbox) -> None:
     run = incident.gate("--remediate", "--yes", "-m", "phase1 or phase2", "-rA")

@@ -39,10 +39,12 @@ def test_debug_trail_shows_calls_probes_and_decisions_and_no_secret(incident: Sa
     assert re.search(r"goldenpath\.remediation:\S+ applied .* in \d+\.\d{3} s", out)
     assert re.search(r"goldenpath\.remediation:\S+ phase 3 remediation \(apply\) ended in", out)
     assert re.search(r"goldenpath\.observe:\S+ phase 2: observations gathered in", out)
-    # the heavy Compute client is imported while an operation is waited on, and no timed probe (the
-    # burst, health checks, WebSocket pings, the Golden Path) runs while a background import does
-    assert re.search(r"goldenpath\.warmup:\S+ importing google\.cloud\.compute_v1 in the background while run "
-                     r"operation \S+ is waited on", out), [ln for ln in out.splitlines() if "warmup" in ln]
+    # the heavy clients are imported while an operation is waited on (the Compute client in its worker
+    # process, from the start), and no timed probe (the burst, health checks, WebSocket pings, the
+    # Golden Path) runs while a background import does
+    assert re.search(r"goldenpath\.warmup:\S+ importing google\.cloud\.monitoring_v3 in the background while "
+                     r"\S+ operation \S+ is waited on", out), [ln for ln in out.splitlines() if "warmup" in ln]
+    assert re.search(r"goldenpath\.gcp\.compute:\S+ compute: worker process \d+ started", out)
     importing = None
     for line in out.splitlines():
         if (started := re.search(r"goldenpath\.warmup:\S+ importing (\S+) in the background", line)):
