@@ -17,7 +17,6 @@ this process, as before.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import signal
@@ -31,7 +30,7 @@ from typing import Any
 
 from goldenpath import failpoint
 from goldenpath.config import Target
-from goldenpath.gcp.session import GcpSession
+from goldenpath.gcp.session import GcpSession, to_json
 from goldenpath.observations import CertificateState
 from goldenpath.trail import logger
 
@@ -102,27 +101,34 @@ class Compute:
 
     def _attempt(self, method: str, name: str | None, timeout: float) -> Any:
         """One attempt, in the worker when it runs, else here. An API's error is raised as itself."""
-        pool, ready = self._pool, self._ready
-        if pool is not None and ready is not None:
+        pool = self._worker()
+        if pool is not None:
             try:
-                ready.result(timeout=READY_SECONDS)  # the import is not part of the attempt's time
-            except TimeoutError:
-                LOG.warning("compute: the worker had not imported the client after %g s; reading in the gate's "
-                            "process", READY_SECONDS)
-                self.close()
+                # The worker's client times the attempt out; this bound only guards a stuck worker.
+                return _unwrap(pool.submit(_worker_read, method, name, timeout).result(timeout=timeout + 5))
             except BrokenProcessPool as exc:
-                LOG.warning("compute: the worker process died (%s); reading in the gate's process", exc)
-                self.close()
-            else:
-                try:
-                    # The worker's client times the attempt out; this bound only guards a stuck worker.
-                    answer = pool.submit(_worker_read, method, name, timeout).result(timeout=timeout + 5)
-                except BrokenProcessPool as exc:
-                    LOG.warning("compute: the worker process died (%s); reading in the gate's process", exc)
-                    self.close()
-                else:
-                    return _unwrap(answer)
+                self._give_up(f"the worker process died ({exc})")
         return _read(self._certificates, self.session.target.project, method, name, timeout)
+
+    def _worker(self) -> ProcessPoolExecutor | None:
+        """The worker once it has imported the client (not part of an attempt's time), or None: not
+        started, or given up on (it died, failed to import, or had not imported after READY_SECONDS)."""
+        pool, ready = self._pool, self._ready
+        if pool is None or ready is None:
+            return None
+        try:
+            ready.result(timeout=READY_SECONDS)
+        except TimeoutError:
+            self._give_up(f"the worker had not imported the client after {READY_SECONDS:g} s")
+            return None
+        except Exception as exc:  # died (BrokenProcessPool) or the import failed: this process says why
+            self._give_up(f"the worker process failed ({type(exc).__name__}: {exc})")
+            return None
+        return pool
+
+    def _give_up(self, why: str) -> None:
+        LOG.warning("compute: %s; reading in the gate's process", why)
+        self.close()
 
 
 # ---- what runs in either process ----------------------------------------------------------------
@@ -137,14 +143,8 @@ def _client(session: GcpSession) -> Any:
 def _read(client: Any, project: str, method: str, name: str | None, timeout: float) -> Any:
     """The REST JSON of one certificate (get) or of all of them (list); one attempt, no retry."""
     if method == "get":
-        return _json(client.get(project=project, ssl_certificate=name, retry=None, timeout=timeout))
-    return [_json(m) for m in client.list(project=project, retry=None, timeout=timeout)]
-
-
-def _json(msg: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = json.loads(type(msg).to_json(msg, use_integers_for_enums=False,
-                                                       always_print_fields_with_no_presence=False, indent=None))
-    return raw
+        return to_json(client.get(project=project, ssl_certificate=name, retry=None, timeout=timeout))
+    return [to_json(m) for m in client.list(project=project, retry=None, timeout=timeout)]
 
 
 def _state(raw: dict[str, Any]) -> CertificateState:
