@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from selftest.conftest import ROOT, Sandbox
 
 # Runs the gate in this process, then says whether the gate's process imported compute_v1.
@@ -68,11 +70,16 @@ def test_only_a_run_that_reads_a_certificate_starts_the_worker(healthy: Sandbox)
     assert _wait_gone(int(started.group(1))), "the worker outlived the gate run"
 
 
-def test_a_worker_killed_mid_read_is_replaced_by_a_read_in_the_gates_process(healthy: Sandbox) -> None:
-    # The worker SIGKILLs itself as it starts the read (the failpoint is hit in the worker only).
-    proc, imported, trail = _run(healthy, "phase2", env={"GOLDENPATH_FAILPOINT": "compute.worker.read"})
+@pytest.mark.parametrize("point, said", [
+    ("compute.worker.import", "compute: the worker process failed (BrokenProcessPool"),  # killed while importing
+    ("compute.worker.read", "compute: the worker process died"),  # killed as it starts the read
+])
+def test_a_killed_worker_is_replaced_by_a_read_in_the_gates_process(healthy: Sandbox, point: str, said: str) -> None:
+    # The worker SIGKILLs itself there (the failpoint is hit in the worker only): the certificate
+    # is still read and judged, and the trail says where the read was made.
+    proc, imported, trail = _run(healthy, "phase2", env={"GOLDENPATH_FAILPOINT": point})
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "compute: the worker process" in trail and "reading in the gate's process" in trail, trail[-3000:]
+    assert said in trail and "reading in the gate's process" in trail, trail[-3000:]
     assert re.search(r"compute sslCertificates\.get \S+: ok in", trail)
     assert imported  # the fallback read imported the client here
 

@@ -192,6 +192,7 @@ def _exit_with(parent: int) -> None:
 def _worker_ready() -> None:
     global _worker_client
     assert _session is not None
+    failpoint.hit("compute.worker.import")  # a selftest kills the worker while it imports
     _worker_client = _client(_session)
 
 
