@@ -24,11 +24,25 @@ def delay(waited: float, *, fraction: float = FRACTION, floor: float = FLOOR) ->
 
 
 def delays(deadline: float | None = None, *, fraction: float = FRACTION, floor: float = FLOOR) -> Iterator[float]:
-    """The delays between polls of one wait that starts now (an infinite iterator, as api_core's
-    ``retry_target`` takes for its ``sleep_generator``); each ends at ``deadline`` (time.monotonic())
-    at the latest, so the last look is made at the deadline rather than skipped before it."""
-    started = time.monotonic()
-    while True:
-        now = time.monotonic()
-        pause = delay(now - started, fraction=fraction, floor=floor)
-        yield pause if deadline is None else max(0.0, min(pause, deadline - now))
+    """The pauses between the looks of one wait whose first look is made now (an infinite iterator,
+    as api_core's ``retry_target`` takes for its ``sleep_generator``: each is asked for when a look
+    has ended); each ends at ``deadline`` (time.monotonic()) at the latest, so the last look is made
+    at the deadline rather than skipped before it.
+
+    The delay is counted from the start of the look before, not from its end: a look that takes a
+    while (a num_backends look is two reads, 0.1 s on the twin; a slow API's answer) would otherwise
+    push every next look that much later, and a finished operation would be seen up to the delay
+    *plus* a look late. A look longer than the delay is followed by the next one at once."""
+    started = time.monotonic()  # here, not in the generator: its body first runs after the first look
+
+    def pauses() -> Iterator[float]:
+        look = started
+        while True:
+            now = time.monotonic()
+            pause = max(0.0, look + delay(now - started, fraction=fraction, floor=floor) - now)
+            if deadline is not None:
+                pause = max(0.0, min(pause, deadline - now))
+            look = now + pause
+            yield pause
+
+    return pauses()

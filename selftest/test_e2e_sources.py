@@ -212,3 +212,41 @@ def test_a_phase_whose_verification_needs_a_failed_source_plans_what_it_can_and_
     assert after == connector
     assert not [r for r in box.journal() if r.get("phase") == 2]
     assert verdict(box)["verdict"] == "FAIL"  # the connector still fails; nothing claims a pass
+
+
+SERVICES_GET = "run.projects.locations.services.get"
+REVISIONS_LIST = "run.projects.locations.services.revisions.list"
+# The shipped target's backend and auth service; only the backend has a health URL, and the Success
+# Confirmation's window reads the services the gate probes.
+SERVICES, PROBED = 2, 1
+
+
+def test_the_phases_share_one_read_of_each_service_until_something_changes(
+        sandbox: Sandbox, baseline: dict[str, tuple[str, str]]) -> None:
+    """All four phases read every Cloud Run service (and three its revisions); a read-only run reads
+    each once for all of them (goldenpath.observe.SharedReads), plus once more for the Success
+    Confirmation's window of each probed service, which is never cached. The verdicts are those of every earlier run."""
+    run, doc = full_gate(sandbox, "healthy")
+    by_method = sandbox.status()["requests"]["by_method"]
+    assert by_method.get(SERVICES_GET) == SERVICES + PROBED, by_method
+    assert by_method.get(REVISIONS_LIST) == SERVICES, by_method
+    assert outcomes(doc) == baseline, run.output
+
+
+def test_a_shared_read_that_failed_is_read_again_by_the_next_phase_that_needs_it(
+        sandbox: Sandbox, baseline: dict[str, tuple[str, str]]) -> None:
+    """The first services.get of the run refused (403, not retried): the phases waiting on that read
+    say they could not check, and the second wave (Phases 2 and 4) reads the service again, so its
+    criteria keep their verdicts. A failure is never kept for later phases."""
+    fault = ('[[faults]]\nmethod = "run.projects.locations.services.get"\ncode = 403\nstatus = "PERMISSION_DENIED"\n'
+             'message = "injected: refused once"\ntimes = 1\n')
+    run, doc = full_gate(sandbox, "healthy", fault)
+    seen = outcomes(doc)
+    by_method = sandbox.status()["requests"]["by_method"]
+    assert by_method.get(SERVICES_GET) == SERVICES + PROBED + 1, by_method  # the refused one, read again
+    changed = {test: (was, seen[test]) for test, was in baseline.items() if seen[test] != was}
+    assert changed, run.output
+    assert all(now[1] == "inconclusive" for _, now in changed.values()), changed
+    for test, (_, outcome) in seen.items():
+        if test.startswith(("tests/phase2/", "tests/phase4/")):
+            assert outcome == baseline[test][1], (test, outcome, run.output)
