@@ -66,6 +66,9 @@ def test_only_a_run_that_reads_a_certificate_starts_the_worker(healthy: Sandbox)
     started = STARTED.search(trail)
     assert started, trail[-3000:]
     assert "reading in the gate's process" not in trail
+    # Only the part of compute_v1 it uses (goldenpath.gcp.compute._ssl_certificates_only).
+    assert "compute: the worker is ready: imported the sslCertificates client of google.cloud.compute_v1 alone" \
+        in trail, trail[-3000:]
     assert re.search(rf"compute: worker process {started.group(1)} stopped", trail)
     assert _wait_gone(int(started.group(1))), "the worker outlived the gate run"
 
