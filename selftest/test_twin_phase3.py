@@ -376,3 +376,18 @@ def test_an_expired_token_is_refused(tmp_path: Path) -> None:
 def test_a_close_reason_fits_a_close_frame() -> None:
     assert len(dataplane._reason("x" * 500).encode()) == 123
     assert len(dataplane._reason("é" * 100).encode()) <= 123  # never a split character
+
+
+@pytest.mark.asyncio
+async def test_the_agent_s_pauses_between_events_are_reported_as_imposed_latency(healthy: Twin) -> None:
+    """The twin makes the caller wait event_delay_seconds between the agent's events: that is the
+    service's time, not the caller's, and status --json says so (imposed ``latency`` on the
+    WebSocket's host), as it does for a held answer."""
+    token = healthy.token()
+    before = time.time()
+    async with healthy.ws(token) as ws:
+        assert [e["type"] for e in await _chat(ws, "hi")] == EVENTS
+    gp = scenarios.load("healthy").golden_path
+    held = [e["seconds"] for e in healthy.api.get("/_twin/status").json()["imposed"]["events"]
+            if e["kind"] == "latency" and e["resource"] == WS_HOST and e["start"] >= before - 0.001]
+    assert held == [pytest.approx(gp.event_delay_seconds * (len(EVENTS) - 1), abs=0.001)]

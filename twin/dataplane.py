@@ -164,7 +164,8 @@ def _hold(world: Store, host: str, start: float, end: float) -> None:
 
 def imposed(world: Store) -> list[dict[str, Any]]:
     """``latency``: the time live data-plane answers are held back (the services' own latency, which
-    contention makes seconds long), per host, overlapping answers merged (twin.world.imposed)."""
+    contention makes seconds long) and the pauses between a WebSocket agent's streamed events, per
+    host, overlapping ones merged (twin.world.imposed)."""
     return [imposed_event("latency", "dataplane", host, start, end, requests=n)
             for host, spans in world.state.get("data_plane_held", {}).items() for start, end, n in spans]
 
@@ -416,14 +417,14 @@ async def websocket(lock: asyncio.Lock, world: Store, tick: Callable[[], None], 
             while (await receive())["type"] != "websocket.disconnect":
                 pass
             return
-        await _converse(lock, world, tick, up.session, receive, send)
+        await _converse(lock, world, tick, host_of(scope), up.session, receive, send)
     except OSError:
         # uvicorn's ClientDisconnected: the client went away mid-answer, which ends the session.
         return
 
 
-async def _converse(lock: asyncio.Lock, world: Store, tick: Callable[[], None], session: Session, receive: Receive,
-                    send: Send) -> None:
+async def _converse(lock: asyncio.Lock, world: Store, tick: Callable[[], None], host: str, session: Session,
+                    receive: Receive, send: Send) -> None:
     while True:
         msg = await receive()
         if msg["type"] == "websocket.disconnect":
@@ -435,7 +436,13 @@ async def _converse(lock: asyncio.Lock, world: Store, tick: Callable[[], None], 
             text = (msg.get("bytes") or b"").decode("utf-8", errors="replace")
         async with lock:
             tick()
-            turn = on_message(world, session, text, time.time())
+            now = time.time()
+            turn = on_message(world, session, text, now)
+            if turn.delay and len(turn.events) > 1:
+                # The agent's pauses between its events are the service's own time, as a held answer's
+                # latency is: the gate waits on them (twin.world.imposed, "latency").
+                _hold(world, host, now, now + turn.delay * (len(turn.events) - 1))
+                world.dirty = True
         # Streamed without the lock: a slow agent must not stall the rest of the twin.
         for i, event in enumerate(turn.events):
             if i and turn.delay:

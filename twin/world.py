@@ -135,7 +135,8 @@ def imposed(world: World) -> dict[str, Any]:
     * ``metric_periods``: from a change a metric shows (a restart's end, a connector operation's end)
       until the first point sampled at or after it is published;
     * ``propagation``: a new log-based metric, from its creation until an alert policy may read it;
-    * ``latency``: live data-plane answers held back (overlapping answers of one host merged).
+    * ``latency``: live data-plane answers held back, and the pauses between a WebSocket agent's
+      streamed events (overlapping ones of one host merged).
 
     ``seconds`` by kind sums the events. Events may overlap (two rollouts at once): a caller
     attributing them to an interval should take the union of their intervals, not the sum.
