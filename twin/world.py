@@ -198,6 +198,6 @@ class Twin:
 
     async def flush_forever(self) -> None:
         while True:
-            await asyncio.sleep(0.2)
-            if self.world.dirty:
+            await asyncio.sleep(0.1)
+            if self.world.save_due(time.monotonic()):
                 self.world.save()
