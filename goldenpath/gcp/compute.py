@@ -140,11 +140,14 @@ class Compute:
 
 # ---- what runs in either process ----------------------------------------------------------------
 
-def _client(session: GcpSession) -> Any:
-    from google.cloud import compute_v1
+def _client(session: GcpSession, client_class: Any = None) -> Any:
+    """The sslCertificates client (``client_class``: the class the worker imported on its own)."""
+    if client_class is None:
+        from google.cloud import compute_v1
 
-    return compute_v1.SslCertificatesClient(transport="rest", credentials=session.credentials,
-                                            client_options=session.client_options(Compute.API) or None)
+        client_class = compute_v1.SslCertificatesClient
+    return client_class(transport="rest", credentials=session.credentials,
+                        client_options=session.client_options(Compute.API) or None)
 
 
 def _read(client: Any, project: str, method: str, name: str | None, timeout: float) -> Any:
@@ -203,8 +206,7 @@ def _worker_ready() -> str:
     failpoint.hit("compute.worker.import")  # a selftest kills the worker while it imports
     t0 = time.perf_counter()
     client_class, what = _ssl_certificates_only()
-    _worker_client = client_class(transport="rest", credentials=_session.credentials,
-                                  client_options=_session.client_options(Compute.API) or None)
+    _worker_client = _client(_session, client_class)
     return f"imported {what} in {time.perf_counter() - t0:.3f} s (at nice 19)"
 
 
