@@ -1,8 +1,8 @@
 """Gather observations concurrently; cache them until a mutation makes them stale.
 
 Every API read of a phase starts at once (threads for the blocking Google clients); only the request
-log waits, because it must include the burst just sent. Timed probes (asyncio) share a budget of one
-burst's connections (goldenpath.probes.slots), and a phase with timed probes first lets any background
+log waits, because it must include the burst just sent. Timed probes (asyncio) share a budget of
+two bursts' connections (goldenpath.probes.slots), and a phase with timed probes first lets any background
 import end and imports its own clients (goldenpath.warmup): what a probe measures is the service, not
 the gate's own CPU.
 
@@ -43,9 +43,12 @@ from goldenpath.gcp.vpcaccess import VpcAccess
 from goldenpath.observations import (
     ApiCall, Burst, CleanWindow, ConnectorLog, ConnectorMetrics, ConnectorState, GoldenPathResult, HttpCheck, MetricSeries, Phase2Observation,
     Phase3Observation, Phase4Observation, RevisionState, ServiceObservation, ServiceState, StartupLog, TlsResult,
+    WsResult,
 )
-from goldenpath.probes import http, journey, tls, websocket
-from goldenpath.probes.slots import TimedSlots
+# Only the burst's and health checks' module here: the TLS probe (cryptography, 17 ms) is Phase 2's,
+# the WebSocket and Golden Path probes (10 ms) Phase 3's, and `-m phase1` in an incident needs neither.
+from goldenpath.probes import http
+from goldenpath.probes.slots import TIMED_BURSTS, TimedSlots
 from goldenpath.sources import SourceFailure
 from goldenpath.trail import logger
 
@@ -58,6 +61,11 @@ async def gather_named(**reads: Awaitable[Any]) -> dict[str, Any]:
     """Run every read at once; their results by name (a new observation is one more keyword)."""
     results = await asyncio.gather(*reads.values())
     return dict(zip(reads, results))
+
+
+def timed_modules(phases: Iterable[int]) -> tuple[str, ...]:
+    """The modules these phases' timed probes need, each once, in order."""
+    return tuple(dict.fromkeys(m for p in phases for m in TIMED_MODULES.get(p, ())))
 
 
 def none(value: Any = None) -> Awaitable[Any]:
@@ -136,10 +144,13 @@ class SharedReads:
 # through discovery, Monitoring; 4: Monitoring, dashboards).
 PREFETCH_WAVES: tuple[tuple[int, ...], ...] = ((1, 3), (2, 4))
 # The phases whose probes are timed: their gathering never runs beside a background import
-# (goldenpath.warmup).
-TIMED_PHASES = (1, 3)
-# The client modules their API reads import (imported before their probes start).
-TIMED_CLIENTS = ("google.cloud.run_v2", "google.cloud.logging")
+# (goldenpath.warmup), and the modules they need (their API reads' clients, Phase 3's WebSocket and
+# Golden Path probes) are imported before their probes start, not inside a probe's clock.
+TIMED_MODULES: dict[int, tuple[str, ...]] = {
+    1: ("google.cloud.run_v2", "google.cloud.logging"),
+    3: ("google.cloud.run_v2", "google.cloud.logging", "goldenpath.probes.websocket", "goldenpath.probes.journey"),
+}
+TIMED_PHASES = tuple(TIMED_MODULES)
 # The heavy client modules a phase's reads import (goldenpath.warmup imports them while an operation
 # of an earlier phase is waited on). Not compute_v1: its reads have a worker process of their own
 # (goldenpath.gcp.compute), started by Observer.expect where a certificate is read (Phase 2).
@@ -213,7 +224,7 @@ class Observer:
         LOG.info("phases %s: gathering observations together (nothing is changed between them)",
                  ", ".join(map(str, wanted)))
         if set(wanted) & set(TIMED_PHASES):
-            self.session.warmup.quiet(f"phases {', '.join(map(str, wanted))}", TIMED_CLIENTS)
+            self.session.warmup.quiet(f"phases {', '.join(map(str, wanted))}", timed_modules(wanted))
         t0, calls = time.perf_counter(), len(self.session.calls)
         for p, result in zip(wanted, asyncio.run(every())):
             if isinstance(result, Exception):
@@ -266,7 +277,7 @@ class Observer:
         """Run one phase's concurrent gathering, with its start, end and timing in the trail."""
         LOG.info("phase %d: gathering observations", phase)
         if phase in TIMED_PHASES:
-            self.session.warmup.quiet(f"phase {phase}", TIMED_CLIENTS)
+            self.session.warmup.quiet(f"phase {phase}", timed_modules([phase]))
         t0, calls = time.perf_counter(), len(self.session.calls)
         try:
             result = asyncio.run(gather())
@@ -289,12 +300,15 @@ class Observer:
             self._definitions = definitions.load(self.target)
         return self._definitions
 
-    def clean_window(self) -> dict[str, CleanWindow]:
+    def clean_window(self, fresh: bool = False) -> dict[str, CleanWindow]:
         """The last clean_window_minutes of the request log of every service the gate probes (those
-        with a health URL: their traffic is known to exist). Never cached: the window moves."""
-        return asyncio.run(self._gather_windows())
+        with a health URL: their traffic is known to exist). The log is read each time: the window
+        moves. The services (when each last changed) come from the reads the phases shared, which
+        every change of this run made them read again; ``fresh``: read now (a soak's later looks:
+        minutes apart, time enough for someone else's deploy)."""
+        return asyncio.run(self._gather_windows(fresh))
 
-    async def _gather_windows(self) -> dict[str, CleanWindow]:
+    async def _gather_windows(self, fresh: bool) -> dict[str, CleanWindow]:
         from goldenpath import twinctl
 
         t = self.target
@@ -306,7 +320,9 @@ class Observer:
 
         async def state(name: str) -> tuple[Reads, ServiceState | None]:
             reads = Reads()
-            return reads, await reads.call(src.RUN_SERVICE, self.run.get_service, name)
+            if fresh:
+                return reads, await reads.call(src.RUN_SERVICE, self.run.get_service, name)
+            return reads, await self._service(reads, name)
 
         # One request-log read for every service (the entries.list quota is per project).
         logs_read = Reads()
@@ -430,6 +446,8 @@ class Observer:
             await asyncio.sleep(next(pauses))
 
     async def _handshake(self, domain: str) -> TlsResult:
+        from goldenpath.probes import tls
+
         t = self.target
         t0 = time.perf_counter()
         result = await tls.handshake(domain, resolve_map=t.resolve, ca_bundle=str(t.ca_path) if t.ca_path else None,
@@ -488,7 +506,7 @@ class Observer:
         everything gathered in this event loop (a prefetch gathers phases together in one)."""
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, TimedSlots(self.target.thresholds.burst_size))
+            self._slots = (loop, TimedSlots(TIMED_BURSTS * self.target.thresholds.burst_size))
         return self._slots[1].hold(connections)
 
     async def burst(self, url: str) -> Burst:
@@ -617,7 +635,9 @@ class Observer:
         """(whether the read answered, its value): an answer None (not found) is not a failure."""
         return await reads.attempt(source, asyncio.to_thread(read, name))
 
-    async def _pings(self) -> tuple[websocket.WsResult, ...]:
+    async def _pings(self) -> tuple[WsResult, ...]:
+        from goldenpath.probes import websocket  # imported before the probes start (TIMED_MODULES)
+
         ws = self.target.websocket
         assert ws is not None
         async with self.timed(ws.batch):
@@ -637,6 +657,8 @@ class Observer:
         t = self.target
         assert t.golden_path is not None and t.websocket is not None
         gp = t.golden_path
+        from goldenpath.probes import journey  # imported before the probes start (TIMED_MODULES)
+
         async with self.timed(1):
             result = await journey.walk(login_url=gp.login_url, ws_url=t.websocket.url, user=user,
                                         password=password, message=gp.message, final_event=gp.final_event,

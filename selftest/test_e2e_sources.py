@@ -216,19 +216,18 @@ def test_a_phase_whose_verification_needs_a_failed_source_plans_what_it_can_and_
 
 SERVICES_GET = "run.projects.locations.services.get"
 REVISIONS_LIST = "run.projects.locations.services.revisions.list"
-# The shipped target's backend and auth service; only the backend has a health URL, and the Success
-# Confirmation's window reads the services the gate probes.
-SERVICES, PROBED = 2, 1
+# The shipped target's backend and auth service.
+SERVICES = 2
 
 
 def test_the_phases_share_one_read_of_each_service_until_something_changes(
         sandbox: Sandbox, baseline: dict[str, tuple[str, str]]) -> None:
     """All four phases read every Cloud Run service (and three its revisions); a read-only run reads
-    each once for all of them (goldenpath.observe.SharedReads), plus once more for the Success
-    Confirmation's window of each probed service, which is never cached. The verdicts are those of every earlier run."""
+    each once for all of them (goldenpath.observe.SharedReads), the Success Confirmation's window
+    too (only its request log is read again). The verdicts are those of every earlier run."""
     run, doc = full_gate(sandbox, "healthy")
     by_method = sandbox.status()["requests"]["by_method"]
-    assert by_method.get(SERVICES_GET) == SERVICES + PROBED, by_method
+    assert by_method.get(SERVICES_GET) == SERVICES, by_method
     assert by_method.get(REVISIONS_LIST) == SERVICES, by_method
     assert outcomes(doc) == baseline, run.output
 
@@ -243,7 +242,7 @@ def test_a_shared_read_that_failed_is_read_again_by_the_next_phase_that_needs_it
     run, doc = full_gate(sandbox, "healthy", fault)
     seen = outcomes(doc)
     by_method = sandbox.status()["requests"]["by_method"]
-    assert by_method.get(SERVICES_GET) == SERVICES + PROBED + 1, by_method  # the refused one, read again
+    assert by_method.get(SERVICES_GET) == SERVICES + 1, by_method  # the refused one, read again
     changed = {test: (was, seen[test]) for test, was in baseline.items() if seen[test] != was}
     assert changed, run.output
     assert all(now[1] == "inconclusive" for _, now in changed.values()), changed

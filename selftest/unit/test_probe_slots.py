@@ -86,3 +86,35 @@ def test_a_cancelled_waiter_gives_its_turn_away() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["a", "c"]
+
+
+def test_the_observer_runs_two_bursts_side_by_side_and_the_third_waits() -> None:
+    """The gate's budget (goldenpath.observe.Observer.timed): two bursts' connections at once."""
+    from goldenpath.observe import Observer
+    from selftest.unit.phase4_world import target
+
+    observer = Observer(target())
+    width = observer.target.thresholds.burst_size
+
+    async def scenario() -> list[str]:
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def burst(name: str) -> None:
+            async with observer.timed(width):
+                order.append(f"{name} start")
+                await gate.wait()
+                order.append(f"{name} end")
+
+        tasks = [asyncio.create_task(burst(name)) for name in ("a", "b", "c")]
+        await asyncio.sleep(0.01)
+        assert order == ["a start", "b start"]  # the third burst's clock has not started
+        gate.set()
+        await asyncio.gather(*tasks)
+        return order
+
+    try:
+        order = asyncio.run(scenario())
+    finally:
+        observer.close()
+    assert order.index("c start") > order.index("a end")
