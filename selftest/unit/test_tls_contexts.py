@@ -1,4 +1,5 @@
-"""goldenpath.probes.resolve: one TLS context per CA bundle, loaded again when the file changes.
+"""Where the gate loads CA bundles: goldenpath.probes.resolve makes one TLS context per bundle, loaded
+again when the file changes; the twin's control plane (plain HTTP) loads none.
 
 Real TLS against a server on 127.0.0.1 (trustme certificates): a context that kept an old bundle
 after the file changed would fail the second handshake."""
@@ -13,7 +14,9 @@ from typing import Any, Iterator
 import pytest
 import trustme
 
+from goldenpath import twinctl
 from goldenpath.probes import resolve
+from goldenpath.twinctl import free_ports
 
 HOST = "api.staging.example"
 
@@ -87,3 +90,18 @@ def test_no_bundle_means_the_public_roots_loaded_once(loads: list[str]) -> None:
 
     assert resolve.ssl_context(None) is resolve.ssl_context(None)
     assert loads == [certifi.where()]
+
+
+def test_the_twins_control_plane_loads_no_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain HTTP to loopback: httpx's default client would load certifi's roots for each call."""
+    loaded: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loaded.append(args or kwargs)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    (port,) = free_ports(1)
+    assert twinctl._health(f"127.0.0.1:{port}") is None  # nothing listens there: no answer
+    assert loaded == []
