@@ -2,9 +2,9 @@
 
 Every API read of a phase starts at once (threads for the blocking Google clients); only the request
 log waits, because it must include the burst just sent. Timed probes (asyncio) share a budget of
-two bursts' connections (goldenpath.probes.slots), and a phase with timed probes first lets any background
-import end and imports its own clients (goldenpath.warmup): what a probe measures is the service, not
-the gate's own CPU.
+two bursts' connections (goldenpath.probes.slots), and a phase with timed probes first lets any
+background import end and imports its own clients and probe modules (goldenpath.warmup): what a
+probe measures is the service, not the gate's own CPU.
 
 Each source (an API read, a probe, a log query, a metric query: goldenpath.sources) is gathered on
 its own, through :class:`Reads`: one that fails records its failure in the phase's observation
@@ -654,11 +654,11 @@ class Observer:
         return result
 
     async def _journey(self, user: str, password: str) -> GoldenPathResult:
+        from goldenpath.probes import journey  # imported before the probes start (TIMED_MODULES)
+
         t = self.target
         assert t.golden_path is not None and t.websocket is not None
         gp = t.golden_path
-        from goldenpath.probes import journey  # imported before the probes start (TIMED_MODULES)
-
         async with self.timed(1):
             result = await journey.walk(login_url=gp.login_url, ws_url=t.websocket.url, user=user,
                                         password=password, message=gp.message, final_event=gp.final_event,

@@ -46,3 +46,30 @@ def delays(deadline: float | None = None, *, fraction: float = FRACTION, floor: 
             yield pause
 
     return pauses()
+
+
+# How much later than the wait's end api_core's own deadline is set (see retrying).
+RETRY_SLACK = 1.0
+
+
+def retrying(wait: float, *, fraction: float = FRACTION, floor: float = FLOOR) -> tuple[Iterator[float], float]:
+    """For api_core's ``retry_target``: its ``sleep_generator`` and ``timeout`` for a wait of
+    ``wait`` seconds from now, paced as :func:`delays`, whose last look is made at the end of the
+    wait and which stops right after it.
+
+    Not ``delays(now + wait)`` with ``timeout=wait``: retry_target gives up when a pause would end
+    past its own deadline, reckoned from a moment a little later than ours and compared with a clock
+    read a little later than the pause was; whenever the second lag was the longer, the pause to the
+    end of the wait looked past the deadline and the wait ended one pause early (measured: a policy
+    write waiting for a new metric gave up 0.4 s before the metric's 600 s, target time 4 s). So
+    retry_target's deadline is RETRY_SLACK later than the wait's end, every pause before the end ends
+    at it at the latest, and the pause after the look made there is longer than the slack, which
+    ends the retry."""
+    end = time.monotonic() + wait
+    inner = delays(end, fraction=fraction, floor=floor)
+
+    def pauses() -> Iterator[float]:
+        for pause in inner:
+            yield 2 * RETRY_SLACK if time.monotonic() >= end else pause
+
+    return pauses(), wait + RETRY_SLACK

@@ -186,6 +186,10 @@ def test_from_the_incident_remediate_yes_waits_out_googles_metric_delay(incident
         'Cannot find metric(s) that match type = "logging.googleapis.com/user/websocket_' in why and
         "could take up to 10 minutes" in why for why in ws[1]["after"]["refused"])
     assert not any(r["event"].startswith("rollback") or r["event"] == "apply.pending" for r in journal)
+    # The journal's refusals are the twin's: every create it refused, each once.
+    refused = [why for r in journal if r["step"] == "create-alert-policy" and r["event"] == "apply.after"
+               for why in r["after"].get("refused", [])]
+    assert len(refused) == incident.status()["requests"]["by_method"][CREATE] - len(POLICIES)
 
     writes = incident.writes()
     again = incident.gate("-m", "not confirmation", "--remediate", "--yes")
@@ -220,6 +224,9 @@ def test_when_the_wait_runs_out_the_policy_is_pending_nothing_is_undone_and_a_re
     pending = [r for r in journal if r["step"] == "create-alert-policy" and "WebSocket" in r["summary"]]
     assert [r["event"] for r in pending] == ["apply.before", "apply.pending"]
     assert pending[1]["attempts"] >= 1 and "metric not yet usable" in pending[1]["error"]
+    # Its attempts as the twin counted them: every create beyond the policies made was this one, refused.
+    assert pending[1]["attempts"] == incident.status()["requests"]["by_method"][CREATE] - len(made)
+    assert f"refused the policy {pending[1]['attempts']} time(s)" in pending[1]["error"]
 
     # Once Google's delay has passed (10 real seconds after the metrics were made), a rerun creates the
     # pending policy and changes nothing else.

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Callable
 
+from goldenpath import polling
 from goldenpath.errors import NotYetUsable
 from goldenpath.gcp.session import GcpSession, from_json, to_json
 from goldenpath.observations import ConnectorMetrics, MetricSeries
@@ -21,8 +22,6 @@ CONNECTOR_CPU = "vpcaccess.googleapis.com/connector/cpu/utilizations"          #
 CONNECTOR_INSTANCES = "vpcaccess.googleapis.com/connector/instances"           # GAUGE, INT64
 CONNECTOR_SENT = "vpcaccess.googleapis.com/connector/sent_bytes_count"         # DELTA, INT64, By
 CONNECTOR_RECEIVED = "vpcaccess.googleapis.com/connector/received_bytes_count"  # DELTA, INT64, By
-# The backoff of a policy write waiting for a new log-based metric, in the target's seconds.
-BACKOFF_INITIAL_SECONDS, BACKOFF_MAX_SECONDS = 0.5, 20.0
 
 
 class Monitoring:
@@ -87,21 +86,21 @@ class Monitoring:
                 return None
 
     def create_alert_policy(self, policy: dict[str, Any], wait_for_metrics: float | None = None,
-                            refusals: list[str] | None = None, clock_scale: float = 1.0) -> dict[str, Any]:
+                            refusals: list[str] | None = None) -> dict[str, Any]:
         """Create the policy. ``wait_for_metrics``: for this many (real) seconds, a refusal because a
-        log-based metric it reads is not usable yet is retried with backoff (in the target's time,
-        ``clock_scale`` target seconds per real second), and once more at most one backoff after that;
-        each refusal is appended to ``refusals``; when the time is up, :class:`NotYetUsable`."""
+        log-based metric it reads is not usable yet is tried again, paced as a poll
+        (goldenpath.polling), the last time at the end of the wait; each refusal is appended to
+        ``refusals``; when the time is up, :class:`NotYetUsable`."""
         from google.cloud import monitoring_v3
 
         body = from_json(monitoring_v3.AlertPolicy, policy)
         return self._write("alertPolicies.create", policy.get("displayName", ""), wait_for_metrics, refusals,
                            lambda retry: self._policies.create_alert_policy(
                                name=self._project, alert_policy=body, retry=retry,
-                               timeout=self.session.target.timeouts.api_seconds), clock_scale)
+                               timeout=self.session.target.timeouts.api_seconds))
 
     def update_alert_policy(self, name: str, fields: dict[str, Any], wait_for_metrics: float | None = None,
-                            refusals: list[str] | None = None, clock_scale: float = 1.0) -> dict[str, Any]:
+                            refusals: list[str] | None = None) -> dict[str, Any]:
         """Change only ``fields`` (top-level REST names) of the policy, through an update mask
         (``wait_for_metrics`` and ``refusals`` as for :meth:`create_alert_policy`)."""
         from google.cloud import monitoring_v3
@@ -114,28 +113,32 @@ class Monitoring:
         return self._write(f"alertPolicies.patch({','.join(paths)})", name, wait_for_metrics, refusals,
                            lambda retry: self._policies.update_alert_policy(
                                alert_policy=body, update_mask=field_mask_pb2.FieldMask(paths=paths), retry=retry,
-                               timeout=self.session.target.timeouts.api_seconds), clock_scale)
+                               timeout=self.session.target.timeouts.api_seconds))
 
     def _write(self, method: str, resource: str, wait_for_metrics: float | None, refusals: list[str] | None,
-               call: Callable[[Any], Any], clock_scale: float = 1.0) -> dict[str, Any]:
+               call: Callable[[Any], Any]) -> dict[str, Any]:
         from google.api_core import exceptions as gexc
         from google.api_core import retry as api_retry
 
         refused: list[str] = refusals if refusals is not None else []
-        longest = BACKOFF_MAX_SECONDS / clock_scale
-        # No retry at all without a wait: a write is not retried blindly (it is not idempotent). The
-        # Retry never sleeps past its timeout, so one longest backoff is added: the last attempt then
-        # comes after the wait is over (a metric exactly as old as the bound gets its chance).
-        policy = None if wait_for_metrics is None else api_retry.Retry(
-            predicate=metric_not_yet_usable, initial=BACKOFF_INITIAL_SECONDS / clock_scale, multiplier=1.5,
-            maximum=longest, timeout=max(0.0, wait_for_metrics) + longest,
-            on_error=lambda exc: refused.append(_refusal(exc)))
         with self.session.call(self.API, method, resource, write=True):
+            if wait_for_metrics is None:
+                return to_json(call(None))  # no retry without a wait: a write is not retried blindly
+            # Paced as a poll (goldenpath.polling), not by api_core's jittered exponential backoff: the
+            # write succeeds once the metric is usable, and that backoff (0.5 s growing 1.5-fold up to
+            # 20 s, each pause drawn between 0 and its bound) tried again up to 2.5 s after the twin's
+            # 2 s propagation and up to 20 s after Google's; a poll is at most 10 % of the wait, or
+            # 0.5 s, late. The last try is made at the end of the wait (a metric exactly as old as
+            # the bound gets its chance).
+            pauses, timeout = polling.retrying(max(0.0, wait_for_metrics))
             try:
-                return to_json(call(policy))
+                return to_json(api_retry.retry_target(
+                    lambda: call(None), metric_not_yet_usable, pauses, timeout=timeout,
+                    on_error=lambda exc: refused.append(_refusal(exc))))
             except gexc.RetryError as exc:
+                # Every refusal is in ``refused`` already (on_error is called before retry_target
+                # gives up): appending the last one again counted one attempt the API never saw.
                 last = exc.cause if exc.cause is not None else exc
-                refused.append(_refusal(last))
                 raise NotYetUsable(f"{resource}: refused {len(refused)} time(s) because a log-based metric it "
                                    f"reads is not usable yet (last: {_refusal(last)})", len(refused)) from exc
 

@@ -162,10 +162,9 @@ class GcpSession:
 
         # Paced by goldenpath.polling: a finished operation is seen at most 10 % of its duration (or
         # 0.5 s) late, and the last look is made at the deadline itself.
-        seconds = self.target.timeouts.operation_seconds
+        pauses, timeout = polling.retrying(self.target.timeouts.operation_seconds)
         try:
-            return retry.retry_target(once, retry.if_exception_type(NotDone, Unread),
-                                      polling.delays(time.monotonic() + seconds), timeout=seconds)
+            return retry.retry_target(once, retry.if_exception_type(NotDone, Unread), pauses, timeout=timeout)
         except gexc.RetryError:
             raise self.unfinished(api, operation, what, watch) from None
         except CheckError as exc:

@@ -299,21 +299,22 @@ class MetricPropagation:
         return created
 
     def write(self, pid: str, conditions: list[dict[str, Any]],
-              attempt: Callable[[float | None, list[str], float], dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
-        """``attempt(wait_for_metrics, refusals, clock_scale)``, waiting (real seconds) until the newest
-        metric the conditions read is ``metric_propagation_seconds`` old in the target's time (and one
-        backoff more, see :meth:`Monitoring.create_alert_policy`); the refusals seen. When the wait runs
-        out, :class:`NotYetUsable` with when to run again, and ``pid`` is pending."""
+              attempt: Callable[[float | None, list[str]], dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+        """``attempt(wait_for_metrics, refusals)``, waiting (real seconds) until the newest
+        metric the conditions read is ``metric_propagation_seconds`` old in the target's time (tried
+        again paced as a poll, the last time at the end of the wait: :meth:`Monitoring.create_alert_policy`);
+        the refusals seen. When the wait runs out, :class:`NotYetUsable` with when to run again, and
+        ``pid`` is pending."""
         created = self._created(conditions)
         refusals: list[str] = []
         if not created:
-            return attempt(None, refusals, 1.0), refusals
+            return attempt(None, refusals), refusals
         scale = self.observer.clock_scale()
         bound = self.target.thresholds.metric_propagation_seconds
         newest = max(created.values()).timestamp()
         wait = (bound - (time.time() - newest) * scale) / scale
         try:
-            return attempt(max(0.0, wait), refusals, scale), refusals
+            return attempt(max(0.0, wait), refusals), refusals
         except NotYetUsable as exc:
             age = (time.time() - newest) * scale  # target seconds since the newest metric was created
             minutes = max(1, math.ceil((GOOGLE_PROPAGATION_SECONDS - age) / 60))
@@ -336,7 +337,7 @@ class PolicyCreation:
         policy = change.payload["policy"]
         created, refusals = self.propagation.write(
             change.payload["pid"], policy.get("conditions", []),
-            lambda wait, refused, scale: self.monitoring.create_alert_policy(policy, wait, refused, scale))
+            lambda wait, refused: self.monitoring.create_alert_policy(policy, wait, refused))
         # Each refusal before the create went through, so the journal shows every attempt.
         return {"name": created["name"], **({"refused": refusals} if refusals else {})}
 
@@ -368,8 +369,7 @@ class PolicyUpdate:
         fields = change.payload["fields"]
         updated, refusals = self.propagation.write(
             change.payload["pid"], fields.get("conditions") or [],  # only written conditions must be usable
-            lambda wait, refused, scale: self.monitoring.update_alert_policy(change.payload["name"], fields, wait,
-                                                                             refused, scale))
+            lambda wait, refused: self.monitoring.update_alert_policy(change.payload["name"], fields, wait, refused))
         return {"name": updated["name"], "fields": sorted(fields), **({"refused": refusals} if refusals else {})}
 
     def rollback(self, change: Change, applied: dict[str, Any]) -> dict[str, Any]:
