@@ -60,8 +60,9 @@ def retrying(wait: float, *, fraction: float = FRACTION, floor: float = FLOOR) -
     Not ``delays(now + wait)`` with ``timeout=wait``: retry_target gives up when a pause would end
     past its own deadline, reckoned from a moment a little later than ours and compared with a clock
     read a little later than the pause was; whenever the second lag was the longer, the pause to the
-    end of the wait looked past the deadline and the wait ended one pause early (measured: a policy
-    write waiting for a new metric gave up 0.4 s before the metric's 600 s, target time 4 s). So
+    end of the wait looked past the deadline and the wait ended one pause early (seen here, with a
+    phase's steps in threads side by side: a policy write waiting for a new metric gave up 0.4 s
+    before the metric was 600 s old, 4 s of the twin's sped-up time). So
     retry_target's deadline is RETRY_SLACK later than the wait's end, every pause before the end ends
     at it at the latest, and the pause after the look made there is longer than the slack, which
     ends the retry."""
