@@ -63,11 +63,6 @@ async def gather_named(**reads: Awaitable[Any]) -> dict[str, Any]:
     return dict(zip(reads, results))
 
 
-def timed_modules(phases: Iterable[int]) -> tuple[str, ...]:
-    """The modules these phases' timed probes need, each once, in order."""
-    return tuple(dict.fromkeys(m for p in phases for m in TIMED_MODULES.get(p, ())))
-
-
 def none(value: Any = None) -> Awaitable[Any]:
     """A read that is not made (its target key is not configured): ``value`` at once."""
     return asyncio.sleep(0, result=value)
@@ -151,6 +146,13 @@ TIMED_MODULES: dict[int, tuple[str, ...]] = {
     3: ("google.cloud.run_v2", "google.cloud.logging", "goldenpath.probes.websocket", "goldenpath.probes.journey"),
 }
 TIMED_PHASES = tuple(TIMED_MODULES)
+
+
+def timed_modules(phases: Iterable[int]) -> tuple[str, ...]:
+    """The modules these phases' timed probes need, each once, in order."""
+    return tuple(dict.fromkeys(m for p in phases for m in TIMED_MODULES.get(p, ())))
+
+
 # The heavy client modules a phase's reads import (goldenpath.warmup imports them while an operation
 # of an earlier phase is waited on). Not compute_v1: its reads have a worker process of their own
 # (goldenpath.gcp.compute), started by Observer.expect where a certificate is read (Phase 2).

@@ -130,6 +130,24 @@ def test_phase2_killed_then_recovered(box: Sandbox, point: str, found: str) -> N
     assert sql_after in (sql_before, planned or sql_before)
 
 
+def test_killed_while_a_policy_waits_for_its_new_metric_then_recovered(box: Sandbox) -> None:
+    # Phase 4 on healthy staging: Google's 10 minutes for a new metric at a clock 60 times as fast
+    # (10 real seconds). The WebSocket policy reads two new metrics: its create is refused, and the gate
+    # is killed right after the first refusal (a failpoint in the paced retry), mid-wait.
+    box.reset("healthy", clock_scale=60, propagation=None)
+    crash_and_recover(box, "monitoring.policy.refused", "-m", "phase4")
+    killed_run = _run_of(box, first=True)
+    ws = [r for r in box.journal_all() if r["run"] == killed_run and r.get("step") == "create-alert-policy"
+          and "WebSocket" in r["summary"]]
+    assert [r["event"] for r in ws] == ["apply.before"], ws  # no after: it was waiting when killed
+    found = [r for r in resolved(box) if r["recovers"]["step"] == "create-alert-policy"
+             and r["recovers"]["resource"] == ws[0]["resource"]]
+    assert len(found) == 1 and "the change had not landed" in found[0]["action"], resolved(box)
+    # The refused creates made nothing: no WebSocket policy, and none twice.
+    names = [p["displayName"] for p in box.status()["monitoring"]["alertPolicies"]]
+    assert "WebSocket Failure Rate Alert" not in names and len(names) == len(set(names)), names
+
+
 def test_killed_with_two_rollouts_under_way_then_recovered(box: Sandbox) -> None:
     # Phase 3 rolls out the backend and the auth service at once (apply.before #5 and #6, after Phase
     # 1's two steps and Phase 2's two). Killed right after the second apply.before is on disk: both

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Callable
 
-from goldenpath import polling
+from goldenpath import failpoint, polling
 from goldenpath.errors import NotYetUsable
 from goldenpath.gcp.session import GcpSession, from_json, to_json
 from goldenpath.observations import ConnectorMetrics, MetricSeries
@@ -131,10 +131,14 @@ class Monitoring:
             # 0.5 s, late. The last try is made at the end of the wait (a metric exactly as old as
             # the bound gets its chance).
             pauses, timeout = polling.retrying(max(0.0, wait_for_metrics))
+
+            def refusal(exc: Exception) -> None:
+                refused.append(_refusal(exc))
+                failpoint.hit("monitoring.policy.refused")  # a selftest kills the gate mid-wait here
+
             try:
                 return to_json(api_retry.retry_target(
-                    lambda: call(None), metric_not_yet_usable, pauses, timeout=timeout,
-                    on_error=lambda exc: refused.append(_refusal(exc))))
+                    lambda: call(None), metric_not_yet_usable, pauses, timeout=timeout, on_error=refusal))
             except gexc.RetryError as exc:
                 # Every refusal is in ``refused`` already (on_error is called before retry_target
                 # gives up): appending the last one again counted one attempt the API never saw.
